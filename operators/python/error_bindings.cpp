@@ -1,0 +1,67 @@
+#include "common/errors.h"
+#include "python/bindings.h"
+
+namespace distgrad::python {
+
+namespace py = pybind11;
+
+namespace {
+
+// Python classes distgrad.errors.*, looked up once when _C is imported and
+// kept for the life of the process.
+struct ErrorClasses {
+  PyObject* dist_error;
+  PyObject* network_error;
+  PyObject* timeout_error;
+};
+
+ErrorClasses& errorClasses() {
+  static ErrorClasses classes = [] {
+    py::module errors = py::module::import("distgrad.errors");
+    return ErrorClasses{py::object(errors.attr("DistError")).release().ptr(),
+                        py::object(errors.attr("DistNetworkError")).release().ptr(),
+                        py::object(errors.attr("DistTimeoutError")).release().ptr()};
+  }();
+  return classes;
+}
+
+// The class a remote error is raised as: a distgrad error, a Python built-in
+// exception of that name, or RuntimeError.
+PyObject* classForRemote(const std::string& type_name) {
+  auto& classes = errorClasses();
+  if (type_name == "DistError") return classes.dist_error;
+  if (type_name == "DistNetworkError") return classes.network_error;
+  if (type_name == "DistTimeoutError") return classes.timeout_error;
+  py::module builtins = py::module::import("builtins");
+  if (py::hasattr(builtins, type_name.c_str())) {
+    py::object cls = builtins.attr(type_name.c_str());
+    if (PyType_Check(cls.ptr()) && PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()),
+                                                    reinterpret_cast<PyTypeObject*>(PyExc_BaseException))) {
+      return cls.ptr();  // builtins keeps it alive
+    }
+  }
+  return PyExc_RuntimeError;
+}
+
+}  // namespace
+
+void initErrorBindings(py::module& m) {
+  errorClasses();
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) {
+        std::rethrow_exception(p);
+      }
+    } catch (const RemoteError& e) {
+      PyErr_SetString(classForRemote(e.typeName()), e.what());
+    } catch (const DistTimeoutError& e) {
+      PyErr_SetString(errorClasses().timeout_error, e.what());
+    } catch (const DistNetworkError& e) {
+      PyErr_SetString(errorClasses().network_error, e.what());
+    } catch (const DistError& e) {
+      PyErr_SetString(errorClasses().dist_error, e.what());
+    }
+  });
+}
+
+}  // namespace distgrad::python

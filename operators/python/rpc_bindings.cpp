@@ -1,0 +1,345 @@
+#include "common/errors.h"
+#include "python/bindings.h"
+#include "rpc/agent.h"
+
+#include <torch/csrc/jit/python/pybind_utils.h>
+#include <torch/csrc/jit/runtime/operator.h>
+
+namespace distgrad::python {
+
+namespace py = pybind11;
+using rpc::Agent;
+using rpc::CallKind;
+using rpc::FuturePtr;
+using rpc::Request;
+
+namespace {
+
+constexpr const char* kScriptPrefix = "__torch__.";
+
+std::string scriptQualifiedName(const std::string& name) {
+  return name.rfind(kScriptPrefix, 0) == 0 ? name : kScriptPrefix + name;
+}
+
+// Finds a TorchScript function in the Python compilation unit; if it is not
+// there, imports the longest importable module prefix of its name (with the
+// GIL) and looks again.
+Agent::ScriptFunctionResolver scriptFunctionResolver() {
+  std::shared_ptr<torch::jit::CompilationUnit> cu = torch::jit::get_python_cu();
+  return [cu](const std::string& name) -> torch::jit::Function* {
+    c10::QualifiedName qualname(scriptQualifiedName(name));
+    if (auto* fn = cu->find_function(qualname)) {
+      return fn;
+    }
+    {
+      py::gil_scoped_acquire gil;
+      std::vector<std::string> atoms = qualname.atoms();
+      for (size_t n = atoms.size() - 1; n > 1; --n) {
+        std::string module;
+        for (size_t i = 1; i < n; ++i) {
+          module += (i > 1 ? "." : "") + atoms[i];
+        }
+        try {
+          py::module::import(module.c_str());
+          break;
+        } catch (py::error_already_set& e) {
+          // Not a module; try a shorter prefix.
+        }
+      }
+    }
+    auto* fn = cu->find_function(qualname);
+    TORCH_CHECK_VALUE(fn != nullptr, "unknown TorchScript function '", name,
+                      "' (is it decorated with @torch.jit.script in a module importable on this "
+                      "worker?)");
+    return fn;
+  };
+}
+
+// Runs a pickled Python call with distgrad._python_call.run; its result
+// travels as (payload, tensors...).
+Agent::PythonCallRunner pythonCallRunner() {
+  // Leaked on purpose: destroying it at exit would need the GIL.
+  auto* run = new py::object(py::module::import("distgrad._python_call").attr("run"));
+  return [run](const std::vector<c10::IValue>& args) -> c10::IValue {
+    py::gil_scoped_acquire gil;
+    py::tuple py_args(args.size());
+    for (size_t i = 0; i < args.size(); ++i) {
+      py_args[i] = torch::jit::toPyObject(args[i]);
+    }
+    py::tuple outcome = (*run)(*py_args);
+    if (!outcome[0].cast<bool>()) {
+      throw RemoteError(outcome[1].cast<std::string>(), outcome[2].cast<std::string>(), "");
+    }
+    std::vector<c10::IValue> result;
+    for (size_t i = 1; i < outcome.size(); ++i) {
+      result.push_back(torch::jit::toIValue(outcome[i], c10::TensorType::get()));
+    }
+    return c10::ivalue::Tuple::create(std::move(result));
+  };
+}
+
+// The c10 future inside a torch.futures.Future created in Python.
+FuturePtr futureOf(const py::object& py_future) {
+  return py::cast<std::shared_ptr<torch::jit::PythonFutureWrapper>>(py_future)->fut;
+}
+
+// Sends the request. With no Python future, waits (without the GIL) and
+// returns the result; otherwise completes py_future from the agent's pool
+// (never on a reader thread), converting the value with decode if given.
+py::object invoke(int dst, Request request, double timeout, const py::object& py_future,
+                  const py::object& decode = py::none()) {
+  auto agent = Agent::current();
+  FuturePtr result;
+  {
+    py::gil_scoped_release no_gil;
+    result = agent->call(dst, std::move(request), timeout);
+    if (py_future.is_none()) {
+      result->wait();
+    }
+  }
+  if (py_future.is_none()) {
+    if (result->hasError()) {
+      std::rethrow_exception(result->exception_ptr());
+    }
+    return torch::jit::toPyObject(result->value());
+  }
+  FuturePtr target = futureOf(py_future);
+  std::shared_ptr<py::object> decoder;
+  if (!decode.is_none()) {
+    decoder = std::shared_ptr<py::object>(new py::object(decode), [](py::object* o) {
+      py::gil_scoped_acquire gil;
+      delete o;
+    });
+  }
+  result->addCallback([agent, target, decoder](c10::ivalue::Future& done) {
+    FuturePtr source = c10::intrusive_ptr<c10::ivalue::Future>::reclaim_copy(&done);
+    agent->pool().run([target, decoder, source] {
+      if (source->hasError()) {
+        target->setErrorIfNeeded(source->exception_ptr());
+        return;
+      }
+      if (!decoder) {
+        target->markCompleted(source->value());
+        return;
+      }
+      c10::IValue value;
+      try {
+        py::gil_scoped_acquire gil;
+        py::object decoded = (*decoder)(torch::jit::toPyObject(source->value()));
+        value = torch::jit::toIValue(decoded, c10::PyObjectType::get());
+      } catch (py::error_already_set& e) {
+        std::string message;
+        {
+          py::gil_scoped_acquire gil;
+          message = e.what();
+          e.restore();
+          PyErr_Clear();
+        }
+        target->setErrorIfNeeded(std::make_exception_ptr(std::runtime_error(message)));
+        return;
+      }
+      target->markCompleted(std::move(value));
+    });
+  });
+  return py_future;
+}
+
+// Binds Python arguments to a TorchScript function's schema, converting each
+// with the schema's type; defaults fill what is not given.
+torch::jit::Stack stackForSchema(const c10::FunctionSchema& schema, const py::args& args,
+                                 const py::kwargs& kwargs) {
+  const auto& params = schema.arguments();
+  TORCH_CHECK_TYPE(args.size() <= params.size(), schema.name(), "() takes at most ",
+                   params.size(), " arguments but ", args.size(), " were given");
+  torch::jit::Stack stack;
+  size_t used_kwargs = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& param = params[i];
+    py::handle value;
+    if (i < args.size()) {
+      TORCH_CHECK_TYPE(!param.kwarg_only(), schema.name(), "() argument '", param.name(),
+                       "' is keyword-only");
+      value = args[i];
+    } else if (kwargs.contains(param.name().c_str())) {
+      value = kwargs[param.name().c_str()];
+      ++used_kwargs;
+    } else {
+      TORCH_CHECK_TYPE(param.default_value().has_value(), schema.name(),
+                       "() is missing argument '", param.name(), "'");
+      stack.push_back(*param.default_value());
+      continue;
+    }
+    try {
+      stack.push_back(torch::jit::toIValue(value, param.real_type(), param.N()));
+    } catch (const std::exception& e) {
+      TORCH_CHECK_TYPE(false, schema.name(), "() argument '", param.name(), "' expected ",
+                       param.real_type()->repr_str(), ": ", e.what());
+    }
+  }
+  TORCH_CHECK_TYPE(used_kwargs == kwargs.size(), schema.name(),
+                   "() got an unexpected keyword argument (its parameters are ", schema, ")");
+  return stack;
+}
+
+// Converts an argument of a call made by name, where no schema is known on
+// the caller: tensors, numbers, strings, None, and tuples or lists of them.
+c10::IValue toUntypedIValue(const py::handle& obj) {
+  if (THPVariable_Check(obj.ptr())) {
+    return THPVariable_Unpack(obj.ptr());
+  }
+  if (obj.is_none()) {
+    return c10::IValue();
+  }
+  if (py::isinstance<py::bool_>(obj)) {
+    return obj.cast<bool>();
+  }
+  if (py::isinstance<py::int_>(obj)) {
+    return obj.cast<int64_t>();
+  }
+  if (py::isinstance<py::float_>(obj)) {
+    return obj.cast<double>();
+  }
+  if (py::isinstance<py::str>(obj)) {
+    return obj.cast<std::string>();
+  }
+  if (py::isinstance<py::tuple>(obj)) {
+    std::vector<c10::IValue> elements;
+    for (const auto& e : obj) {
+      elements.push_back(toUntypedIValue(e));
+    }
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  if (py::isinstance<py::list>(obj)) {
+    std::vector<c10::IValue> elements;
+    for (const auto& e : obj) {
+      elements.push_back(toUntypedIValue(e));
+    }
+    // Lists travel with the type of their first element, like TorchScript's.
+    c10::TypePtr type = elements.empty() ? c10::TensorType::get() : elements[0].type();
+    c10::impl::GenericList list(type);
+    for (auto& e : elements) {
+      list.push_back(std::move(e));
+    }
+    return list;
+  }
+  TORCH_CHECK_TYPE(false, "cannot pass a ", std::string(py::str(obj.get_type())),
+                   " to a function called by name; pass the function itself instead");
+}
+
+int rankOf(const py::object& to) {
+  auto agent = Agent::current();
+  if (py::isinstance<py::str>(to)) {
+    return agent->worker(to.cast<std::string>()).rank;
+  }
+  if (py::isinstance<py::int_>(to)) {
+    return agent->worker(to.cast<int>()).rank;
+  }
+  TORCH_CHECK_TYPE(false, "a destination is a worker name, a rank or a WorkerInfo, got ",
+                   std::string(py::str(to.get_type())));
+}
+
+}  // namespace
+
+void initRpcBindings(py::module& m) {
+  m.def(
+      "_agent_init",
+      [](const std::string& name, int rank, int world_size, const std::string& secret,
+         int num_worker_threads, double timeout, const std::string& host) {
+        rpc::AgentOptions options;
+        options.name = name;
+        options.rank = rank;
+        options.world_size = world_size;
+        options.secret = secret;
+        options.num_worker_threads = num_worker_threads;
+        options.default_timeout_seconds = timeout;
+        auto agent = std::make_shared<Agent>(options);
+        agent->setScriptFunctionResolver(scriptFunctionResolver());
+        agent->setPythonCallRunner(pythonCallRunner());
+        int port = agent->listen(host);
+        Agent::install(agent);
+        return port;
+      },
+      "Creates and installs this process's RPC agent; returns its listening port.");
+  m.def(
+      "_agent_start",
+      [](std::vector<std::string> names, std::vector<std::string> addresses) {
+        Agent::current()->start(std::move(names), std::move(addresses));
+      });
+  m.def(
+      "_agent_wait_idle",
+      [](double timeout) { return Agent::current()->waitUntilIdle(timeout); },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "_agent_shutdown",
+      [] {
+        if (auto agent = Agent::currentOrNull()) {
+          agent->shutdown();
+          Agent::uninstall();
+        }
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def("_agent_is_running", [] { return Agent::currentOrNull() != nullptr; });
+  m.def("_agent_default_timeout", [] { return Agent::current()->defaultTimeout(); });
+  m.def("_agent_debug_info", [] {
+    auto agent = Agent::current();
+    return std::map<std::string, int64_t>{
+        {"num_pending_calls", static_cast<int64_t>(agent->numPendingCalls())},
+        {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())}};
+  });
+  m.def("_rank_of", &rankOf);
+
+  m.def(
+      "_invoke_builtin",
+      [](int dst, const std::string& name, double timeout, const py::object& py_future,
+         const py::args& args, const py::kwargs& kwargs) {
+        // Resolved here, like torch's own Python bindings resolve overloads,
+        // so the callee runs the exact overload with a complete stack.
+        const auto& ops = torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(name));
+        TORCH_CHECK_VALUE(!ops.empty(), "unknown builtin operator '", name, "'");
+        auto [op, stack] = torch::jit::getOpWithStack(ops, args, kwargs);
+        const auto& op_name = op->schema().operator_name();
+        Request request;
+        request.kind = CallKind::kBuiltin;
+        request.target = op_name.overload_name.empty() ? op_name.name
+                                                       : op_name.name + "." + op_name.overload_name;
+        request.args = std::move(stack);
+        return invoke(dst, std::move(request), timeout, py_future);
+      });
+  m.def(
+      "_invoke_script",
+      [](int dst, const torch::jit::StrongFunctionPtr& fn, double timeout,
+         const py::object& py_future, const py::args& args, const py::kwargs& kwargs) {
+        Request request;
+        request.kind = CallKind::kScript;
+        request.target = fn.function_->qualname().qualifiedName();
+        request.args = stackForSchema(fn.function_->getSchema(), args, kwargs);
+        return invoke(dst, std::move(request), timeout, py_future);
+      });
+  m.def(
+      "_invoke_named",
+      [](int dst, const std::string& name, const py::tuple& args, double timeout,
+         const py::object& py_future) {
+        Request request;
+        bool builtin = name.find("::") != std::string::npos;
+        request.kind = builtin ? CallKind::kBuiltin : CallKind::kScript;
+        request.target = builtin ? name : scriptQualifiedName(name);
+        for (const auto& a : args) {
+          request.args.push_back(toUntypedIValue(a));
+        }
+        return invoke(dst, std::move(request), timeout, py_future);
+      });
+  m.def(
+      "_invoke_python",
+      [](int dst, const at::Tensor& payload, const std::vector<at::Tensor>& tensors,
+         double timeout, const py::object& py_future, const py::object& decode) {
+        Request request;
+        request.kind = CallKind::kPython;
+        request.args.push_back(payload);
+        for (const auto& t : tensors) {
+          request.args.push_back(t);
+        }
+        return invoke(dst, std::move(request), timeout, py_future, decode);
+      });
+}
+
+}  // namespace distgrad::python

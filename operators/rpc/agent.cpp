@@ -1,0 +1,423 @@
+#include "rpc/agent.h"
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "rpc/builtin_operator.h"
+
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
+namespace distgrad::rpc {
+
+namespace {
+
+std::mutex g_agent_mu;  // guards g_agent
+std::shared_ptr<Agent> g_agent;
+
+FuturePtr completedFuture(c10::IValue value) {
+  auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  future->markCompleted(std::move(value));
+  return future;
+}
+
+void runInScope(const std::shared_ptr<CallScope>& scope, const std::function<void()>& fn) {
+  if (scope) {
+    scope->run(fn);
+  } else {
+    fn();
+  }
+}
+
+std::string seconds(double s) {
+  std::ostringstream out;
+  out << s;
+  return out.str();
+}
+
+}  // namespace
+
+std::shared_ptr<Agent> Agent::current() {
+  auto agent = currentOrNull();
+  if (!agent) {
+    throw DistError("distgrad RPC is not initialized in this process; call init_rpc() first");
+  }
+  return agent;
+}
+
+std::shared_ptr<Agent> Agent::currentOrNull() {
+  std::lock_guard<std::mutex> lock(g_agent_mu);
+  return g_agent;
+}
+
+void Agent::install(std::shared_ptr<Agent> agent) {
+  std::lock_guard<std::mutex> lock(g_agent_mu);
+  if (g_agent) {
+    throw DistError("init_rpc() was already called in this process (as worker '" +
+                    g_agent->options_.name + "'); call shutdown() before initializing again");
+  }
+  g_agent = std::move(agent);
+}
+
+void Agent::uninstall() {
+  std::lock_guard<std::mutex> lock(g_agent_mu);
+  g_agent.reset();
+}
+
+Agent::Agent(AgentOptions options)
+    : options_(std::move(options)), pool_(options_.num_worker_threads) {
+  task_launcher_ = [this](std::function<void()> task) { pool_.run(std::move(task)); };
+  transport::TransportOptions transport_options;
+  transport_options.rank = options_.rank;
+  transport_options.world_size = options_.world_size;
+  transport_options.name = options_.name;
+  transport_options.secret = options_.secret;
+  transport_options.limits = options_.limits;
+  transport_ = std::make_unique<transport::Transport>(
+      transport_options,
+      [this](int src, transport::Message&& message) { onMessage(src, std::move(message)); },
+      [this](int rank, const std::string& reason) { onPeerLost(rank, reason); });
+  timeout_thread_ = std::thread([this] { timeoutLoop(); });
+}
+
+Agent::~Agent() {
+  shutdown();
+}
+
+int Agent::listen(const std::string& host) {
+  return transport_->listen(host);
+}
+
+void Agent::start(std::vector<std::string> names, std::vector<std::string> addresses) {
+  TORCH_CHECK(static_cast<int>(names.size()) == options_.world_size &&
+                  names.size() == addresses.size(),
+              "expected ", options_.world_size, " worker names and addresses");
+  for (int rank = 0; rank < options_.world_size; ++rank) {
+    workers_.push_back({names[rank], rank});
+    rank_by_name_[names[rank]] = rank;
+  }
+  transport_->setPeers(std::move(names), std::move(addresses));
+}
+
+const WorkerInfo& Agent::worker(const std::string& name) const {
+  auto it = rank_by_name_.find(name);
+  if (it == rank_by_name_.end()) {
+    std::string known;
+    for (const auto& w : workers_) {
+      known += (known.empty() ? "" : ", ") + w.name;
+    }
+    TORCH_CHECK_VALUE(false, "unknown worker '", name, "' (the workers are: ", known, ")");
+  }
+  return workers_[it->second];
+}
+
+const WorkerInfo& Agent::worker(int rank) const {
+  TORCH_CHECK_VALUE(rank >= 0 && rank < options_.world_size, "unknown worker rank ", rank,
+                    " (ranks are 0 to ", options_.world_size - 1, ")");
+  return workers_[rank];
+}
+
+void Agent::registerInternalHandler(const std::string& name, InternalHandler handler) {
+  internal_handlers_[name] = std::move(handler);
+}
+
+void Agent::setCallHooks(std::shared_ptr<CallHooks> hooks) {
+  hooks_ = std::move(hooks);
+}
+
+void Agent::setScriptFunctionResolver(ScriptFunctionResolver resolver) {
+  script_resolver_ = std::move(resolver);
+}
+
+void Agent::setPythonCallRunner(PythonCallRunner runner) {
+  python_runner_ = std::move(runner);
+}
+
+FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
+  worker(dst);  // validates dst
+  if (timeout_seconds < 0) {
+    timeout_seconds = options_.default_timeout_seconds;
+  }
+  EncodedBody body = encodeRequestBody(request);
+  c10::IValue extension;
+  if (hooks_ && request.kind != CallKind::kInternal) {
+    extension = hooks_->onSendRequest(dst, body.tensors);
+  }
+  uint64_t id = next_call_id_++;
+  transport::Message message = assembleMessage(kRequestType, id, body, extension);
+  auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    if (stopping_) {
+      throw DistNetworkError("distgrad RPC has been shut down on this worker");
+    }
+    auto lost = lost_peers_.find(dst);
+    if (lost != lost_peers_.end()) {
+      future->setError(std::make_exception_ptr(DistNetworkError(lost->second)));
+      return future;
+    }
+    PendingCall pending{future, dst, std::move(extension), timeout_seconds};
+    if (timeout_seconds > 0) {
+      auto deadline = std::chrono::steady_clock::now() +
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                          std::chrono::duration<double>(timeout_seconds));
+      pending.deadline = deadlines_.emplace(deadline, id);
+      pending.has_deadline = true;
+      if (pending.deadline == deadlines_.begin()) {
+        timeout_cv_.notify_one();
+      }
+    }
+    pending_.emplace(id, std::move(pending));
+  }
+  try {
+    transport_->send(dst, message);
+  } catch (const std::exception&) {
+    if (auto pending = takePending(id)) {
+      pending->future->setError(std::current_exception());
+    }
+  }
+  return future;
+}
+
+std::optional<Agent::PendingCall> Agent::takePending(uint64_t id) {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) {
+    return std::nullopt;
+  }
+  PendingCall pending = std::move(it->second);
+  pending_.erase(it);
+  if (pending.has_deadline) {
+    deadlines_.erase(pending.deadline);
+  }
+  if (pending_.empty()) {
+    idle_cv_.notify_all();
+  }
+  return pending;
+}
+
+void Agent::onMessage(int src, transport::Message&& message) {
+  if (message.type == kRequestType) {
+    onRequest(src, std::move(message));
+  } else if (message.type == kResponseType) {
+    onResponse(src, std::move(message));
+  } else {
+    logWarning(options_.name, "ignored a frame of unknown type " + std::to_string(message.type) +
+                                  " from " + worker(src).name);
+  }
+}
+
+void Agent::onRequest(int src, transport::Message&& message) {
+  ++active_requests_;
+  const uint64_t id = message.id;
+  std::shared_ptr<CallScope> scope;
+  try {
+    auto request = std::make_shared<Request>(decodeRequest(message));
+    if (hooks_ && request->kind != CallKind::kInternal) {
+      scope = hooks_->onReceiveRequest(src, request->extension, message.tensors);
+    }
+    pool_.run([this, src, id, request, scope] {
+      FuturePtr result;
+      try {
+        result = execute(src, *request, scope);
+      } catch (...) {
+        respond(src, id, Response::fromException(std::current_exception(), self().name), scope);
+        return;
+      }
+      result->addCallback([this, src, id, scope](c10::ivalue::Future& done) {
+        if (done.hasError()) {
+          respond(src, id, Response::fromException(done.exception_ptr(), self().name), scope);
+        } else {
+          Response response;
+          response.value = done.value();
+          respond(src, id, std::move(response), scope);
+        }
+      });
+    });
+  } catch (...) {
+    respond(src, id, Response::fromException(std::current_exception(), self().name), scope);
+  }
+}
+
+FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallScope>& scope) {
+  switch (request.kind) {
+    case CallKind::kBuiltin: {
+      c10::IValue value;
+      runInScope(scope, [&] {
+        value = runBuiltinOperator(request.target, std::move(request.args), request.kwargs);
+      });
+      return completedFuture(std::move(value));
+    }
+    case CallKind::kScript: {
+      TORCH_CHECK(script_resolver_, "this worker cannot run TorchScript functions");
+      torch::jit::Function* fn = script_resolver_(request.target);
+      torch::jit::Stack stack = std::move(request.args);
+      fn->getSchema().checkAndNormalizeInputs(stack, request.kwargs);
+      FuturePtr result;
+      runInScope(scope, [&] { result = fn->runAsync(stack, task_launcher_); });
+      return result;
+    }
+    case CallKind::kPython: {
+      TORCH_CHECK(python_runner_, "this worker cannot run Python functions");
+      c10::IValue value;
+      runInScope(scope, [&] { value = python_runner_(request.args); });
+      return completedFuture(std::move(value));
+    }
+    case CallKind::kInternal: {
+      auto handler = internal_handlers_.find(request.target);
+      TORCH_CHECK(handler != internal_handlers_.end(), "unknown internal request '",
+                  request.target, "'");
+      return handler->second(src, std::move(request.args));
+    }
+  }
+  TORCH_CHECK(false, "unknown request kind");
+}
+
+void Agent::respond(int src, uint64_t id, Response response,
+                    const std::shared_ptr<CallScope>& scope) {
+  try {
+    transport::Message message;
+    try {
+      EncodedBody body = encodeResponseBody(response);
+      c10::IValue extension = scope ? scope->onSendResponse(src, body.tensors) : c10::IValue();
+      message = assembleMessage(kResponseType, id, body, extension);
+    } catch (...) {
+      // The result itself cannot travel (or recording it failed): say why.
+      Response error = Response::fromException(std::current_exception(), self().name);
+      message = assembleMessage(kResponseType, id, encodeResponseBody(error), c10::IValue());
+    }
+    transport_->send(src, message);
+  } catch (const std::exception&) {
+    // The caller is unreachable; its own side reports the lost connection.
+  }
+  requestFinished();
+}
+
+void Agent::requestFinished() {
+  if (--active_requests_ == 0) {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    idle_cv_.notify_all();
+  }
+}
+
+void Agent::onResponse(int src, transport::Message&& message) {
+  auto pending = takePending(message.id);
+  if (!pending) {
+    return;  // the call already timed out or failed
+  }
+  try {
+    Response response = decodeResponse(message);
+    if (hooks_ && !pending->request_extension.isNone()) {
+      hooks_->onReceiveResponse(src, pending->request_extension, response.extension,
+                                message.tensors);
+    }
+    if (response.ok) {
+      pending->future->markCompleted(std::move(response.value));
+    } else {
+      pending->future->setError(response.toException());
+    }
+  } catch (...) {
+    pending->future->setErrorIfNeeded(std::current_exception());
+  }
+}
+
+void Agent::onPeerLost(int rank, const std::string& reason) {
+  std::vector<PendingCall> failed;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    lost_peers_.emplace(rank, reason);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.dst == rank) {
+        if (it->second.has_deadline) {
+          deadlines_.erase(it->second.deadline);
+        }
+        failed.push_back(std::move(it->second));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    idle_cv_.notify_all();
+  }
+  for (auto& call : failed) {
+    call.future->setErrorIfNeeded(std::make_exception_ptr(DistNetworkError(reason)));
+  }
+}
+
+void Agent::timeoutLoop() {
+  std::unique_lock<std::mutex> lock(pending_mu_);
+  while (!stopping_) {
+    if (deadlines_.empty()) {
+      timeout_cv_.wait(lock);
+      continue;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now < deadlines_.begin()->first) {
+      timeout_cv_.wait_until(lock, deadlines_.begin()->first);
+      continue;
+    }
+    std::vector<PendingCall> expired;
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      auto it = pending_.find(deadlines_.begin()->second);
+      deadlines_.erase(deadlines_.begin());
+      if (it != pending_.end()) {
+        it->second.has_deadline = false;
+        expired.push_back(std::move(it->second));
+        pending_.erase(it);
+      }
+    }
+    idle_cv_.notify_all();
+    lock.unlock();
+    for (auto& call : expired) {
+      call.future->setErrorIfNeeded(std::make_exception_ptr(DistTimeoutError(
+          "RPC to worker '" + workers_[call.dst].name + "' (rank " + std::to_string(call.dst) +
+          ") timed out after " + seconds(call.timeout_seconds) + " seconds")));
+    }
+    lock.lock();
+  }
+}
+
+bool Agent::waitUntilIdle(double timeout_seconds) {
+  std::unique_lock<std::mutex> lock(pending_mu_);
+  auto idle = [this] { return stopping_ || (pending_.empty() && active_requests_ == 0); };
+  if (timeout_seconds <= 0) {
+    idle_cv_.wait(lock, idle);
+    return true;
+  }
+  return idle_cv_.wait_for(lock, std::chrono::duration<double>(timeout_seconds), idle);
+}
+
+void Agent::shutdown() {
+  if (shut_down_.exchange(true)) {
+    return;
+  }
+  transport_->sayGoodbye();
+  transport_->close();
+  std::unordered_map<uint64_t, PendingCall> pending;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    stopping_ = true;
+    pending.swap(pending_);
+    deadlines_.clear();
+  }
+  timeout_cv_.notify_all();
+  idle_cv_.notify_all();
+  for (auto& [id, call] : pending) {
+    call.future->setErrorIfNeeded(std::make_exception_ptr(DistNetworkError(
+        "distgrad RPC was shut down on worker '" + options_.name + "' before the call to worker '" +
+        workers_[call.dst].name + "' completed")));
+  }
+  timeout_thread_.join();
+  pool_.stop();
+}
+
+size_t Agent::numPendingCalls() const {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  return pending_.size();
+}
+
+size_t Agent::numActiveRequests() const {
+  return active_requests_;
+}
+
+}  // namespace distgrad::rpc

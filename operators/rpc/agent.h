@@ -1,0 +1,167 @@
+#pragma once
+
+#include "rpc/call_hooks.h"
+#include "rpc/request.h"
+#include "rpc/response.h"
+#include "rpc/thread_pool.h"
+#include "transport/transport.h"
+
+#include <ATen/core/function.h>
+#include <ATen/core/ivalue.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace distgrad::rpc {
+
+struct WorkerInfo {
+  std::string name;
+  int rank = 0;
+};
+
+struct AgentOptions {
+  std::string name;
+  int rank = 0;
+  int world_size = 1;
+  int num_worker_threads = 4;
+  double default_timeout_seconds = 60.0;
+  std::string secret;
+  transport::FrameLimits limits;
+};
+
+using FuturePtr = c10::intrusive_ptr<c10::ivalue::Future>;
+
+// The RPC endpoint of this process: sends requests, runs the requests other
+// workers send, and matches responses to the calls waiting for them.
+//
+// Threading: call() may be used from any thread. Requests are decoded on the
+// transport's reader threads and run on a pool of num_worker_threads threads;
+// a request that waits for something (a TorchScript function suspended in
+// wait(), an internal handler waiting for peers) gives its thread back and
+// resumes through future callbacks. A call's future is completed on the
+// thread that observes the outcome (a reader thread, the timeout thread, or
+// the thread reporting a lost peer), so callbacks on it must not block; code
+// that hands results to users completes its own future from pool().
+class Agent {
+ public:
+  // Runs an internal request (CallKind::kInternal) on a pool thread; the
+  // returned future's value becomes the response.
+  using InternalHandler = std::function<FuturePtr(int src, std::vector<c10::IValue> args)>;
+  // Finds a TorchScript function by qualified name ("__torch__.pkg.fn"), or
+  // throws c10::ValueError. Called on pool threads.
+  using ScriptFunctionResolver = std::function<torch::jit::Function*(const std::string&)>;
+  // Runs a pickled Python call; args are (payload, tensors...). Returns the
+  // pickled result or throws RemoteError describing the Python exception.
+  using PythonCallRunner = std::function<c10::IValue(const std::vector<c10::IValue>& args)>;
+
+  // The process's agent, between init_rpc and shutdown.
+  static std::shared_ptr<Agent> current();  // throws DistError if there is none
+  static std::shared_ptr<Agent> currentOrNull();
+  static void install(std::shared_ptr<Agent> agent);  // throws DistError if one is installed
+  static void uninstall();
+
+  explicit Agent(AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Starts accepting connections on host; returns the port.
+  int listen(const std::string& host);
+  // Learns every worker's name and address (indexed by rank).
+  void start(std::vector<std::string> names, std::vector<std::string> addresses);
+
+  const WorkerInfo& self() const { return workers_.at(options_.rank); }
+  const std::vector<WorkerInfo>& workers() const { return workers_; }
+  // Throws c10::ValueError naming the unknown worker.
+  const WorkerInfo& worker(const std::string& name) const;
+  const WorkerInfo& worker(int rank) const;
+  double defaultTimeout() const { return options_.default_timeout_seconds; }
+
+  // Sends request to dst. The future completes with the callee's result, or
+  // with an error: RemoteError (raised by the callee), DistTimeoutError
+  // (timeout_seconds < 0 means the default, 0 means none) or
+  // DistNetworkError (dst lost or unreachable). Invalid arguments (unknown
+  // rank, tensors that cannot travel) throw here instead.
+  FuturePtr call(int dst, Request request, double timeout_seconds);
+
+  // Configuration by the layers above; set before requests arrive.
+  void registerInternalHandler(const std::string& name, InternalHandler handler);
+  void setCallHooks(std::shared_ptr<CallHooks> hooks);
+  void setScriptFunctionResolver(ScriptFunctionResolver resolver);
+  void setPythonCallRunner(PythonCallRunner runner);
+
+  ThreadPool& pool() { return pool_; }
+  // Launches TorchScript continuations and forks on the pool.
+  const torch::jit::TaskLauncher& taskLauncher() const { return task_launcher_; }
+
+  // Blocks until no call from here is pending and no request is being served
+  // here, or until timeout_seconds (0 = no limit) pass. Returns whether idle.
+  bool waitUntilIdle(double timeout_seconds);
+
+  // Says goodbye to peers, closes connections, fails pending calls with
+  // DistNetworkError and joins every thread. Idempotent; must not be called
+  // from a pool or reader thread.
+  void shutdown();
+
+  size_t numPendingCalls() const;
+  size_t numActiveRequests() const;
+
+ private:
+  struct PendingCall {
+    FuturePtr future;
+    int dst = 0;
+    c10::IValue request_extension;
+    double timeout_seconds = 0;
+    std::multimap<std::chrono::steady_clock::time_point, uint64_t>::iterator deadline;
+    bool has_deadline = false;
+  };
+
+  void onMessage(int src, transport::Message&& message);
+  void onRequest(int src, transport::Message&& message);
+  void onResponse(int src, transport::Message&& message);
+  void onPeerLost(int rank, const std::string& reason);
+
+  FuturePtr execute(int src, Request& request, const std::shared_ptr<CallScope>& scope);
+  void respond(int src, uint64_t id, Response response, const std::shared_ptr<CallScope>& scope);
+  void requestFinished();
+
+  // Removes and returns the pending call id, if it is still pending.
+  std::optional<PendingCall> takePending(uint64_t id);
+  void timeoutLoop();
+
+  const AgentOptions options_;
+  std::vector<WorkerInfo> workers_;  // set by start(), then read-only
+  std::unordered_map<std::string, int> rank_by_name_;  // likewise
+
+  // Set before requests arrive, then read-only.
+  std::shared_ptr<CallHooks> hooks_;
+  std::unordered_map<std::string, InternalHandler> internal_handlers_;
+  ScriptFunctionResolver script_resolver_;
+  PythonCallRunner python_runner_;
+
+  ThreadPool pool_;
+  torch::jit::TaskLauncher task_launcher_;
+  std::unique_ptr<transport::Transport> transport_;
+
+  std::atomic<uint64_t> next_call_id_{1};
+  mutable std::mutex pending_mu_;  // guards pending_, deadlines_, lost_peers_, stopping_
+  std::unordered_map<uint64_t, PendingCall> pending_;
+  std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines_;
+  std::unordered_map<int, std::string> lost_peers_;
+  bool stopping_ = false;
+  std::condition_variable timeout_cv_;  // wakes the timeout thread
+  std::condition_variable idle_cv_;     // signalled when a call or request ends
+  std::atomic<size_t> active_requests_{0};
+  std::thread timeout_thread_;
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace distgrad::rpc

@@ -1,0 +1,42 @@
+#pragma once
+
+#include "rpc/wire.h"
+#include "transport/message.h"
+
+#include <ATen/core/ivalue.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace distgrad::rpc {
+
+constexpr uint16_t kRequestType = transport::Message::kFirstUserType;
+
+// What a request asks the callee to run.
+enum class CallKind : int64_t {
+  kBuiltin = 0,   // a dispatcher operator, target "aten::add" or "aten::add.Tensor"
+  kScript = 1,    // a TorchScript function, target its qualified name
+  kPython = 2,    // a pickled Python call; args are (payload, tensors...)
+  kInternal = 3,  // a handler another distgrad layer registered, target its name
+};
+
+using Kwargs = std::unordered_map<std::string, c10::IValue>;
+
+struct Request {
+  CallKind kind = CallKind::kBuiltin;
+  std::string target;
+  std::vector<c10::IValue> args;
+  Kwargs kwargs;
+  c10::IValue extension;  // set by CallHooks; opaque to the rpc layer
+};
+
+// Encodes the request's body; the message is assembled with assembleMessage
+// once hooks have computed the extension from the body's tensors.
+EncodedBody encodeRequestBody(const Request& request);
+
+// Decodes a request; its tensors are the message's tensors. Throws
+// std::runtime_error on malformed metadata.
+Request decodeRequest(const transport::Message& message);
+
+}  // namespace distgrad::rpc

@@ -1,0 +1,38 @@
+#pragma once
+
+#include "rpc/wire.h"
+#include "transport/message.h"
+
+#include <ATen/core/ivalue.h>
+
+#include <exception>
+#include <string>
+
+namespace distgrad::rpc {
+
+constexpr uint16_t kResponseType = transport::Message::kFirstUserType + 1;
+
+// The outcome of a request: a value, or an error described by the type name
+// of the exception, its message and the worker that first raised it.
+struct Response {
+  bool ok = true;
+  c10::IValue value;
+  std::string error_type;
+  std::string error_message;
+  std::string error_worker;
+  c10::IValue extension;  // set by CallHooks; opaque to the rpc layer
+
+  // Describes the exception in eptr; errors that came from another worker
+  // keep that worker's name, others are attributed to worker.
+  static Response fromException(std::exception_ptr eptr, const std::string& worker);
+  // The error as an exception to raise on the caller.
+  std::exception_ptr toException() const;
+};
+
+// Encodes the response's body; see encodeRequestBody.
+EncodedBody encodeResponseBody(const Response& response);
+
+// Throws std::runtime_error on malformed metadata.
+Response decodeResponse(const transport::Message& message);
+
+}  // namespace distgrad::rpc

@@ -1,0 +1,144 @@
+#include "transport/connection.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+
+namespace distgrad::transport {
+
+namespace {
+
+std::runtime_error socketError(const char* what) {
+  return std::runtime_error(std::string(what) + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+Connection::Connection(int fd, std::string peer_address)
+    : fd_(fd), peer_address_(std::move(peer_address)) {
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+Connection::~Connection() {
+  close();
+  ::close(fd_);
+}
+
+void Connection::close() {
+  if (!closed_.exchange(true)) {
+    ::shutdown(fd_, SHUT_RDWR);
+  }
+}
+
+void Connection::setReceiveTimeout(double seconds) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+void Connection::send(const Message& message) {
+  FrameHeader header;
+  header.type = message.type;
+  header.id = message.id;
+  header.meta_len = static_cast<uint32_t>(message.meta.size());
+  std::string descriptors = encodeDescriptors(message.tensors, &header.data_len);
+  header.desc_len = static_cast<uint32_t>(descriptors.size());
+  char header_bytes[FrameHeader::kSize];
+  header.encode(header_bytes);
+
+  // One gather list for the whole frame: tensor bytes go straight from their
+  // storage to the socket.
+  std::vector<iovec> iov;
+  iov.reserve(3 + message.tensors.size());
+  auto add = [&](const void* data, size_t len) {
+    if (len > 0) {
+      iov.push_back({const_cast<void*>(data), len});
+    }
+  };
+  add(header_bytes, sizeof(header_bytes));
+  add(message.meta.data(), message.meta.size());
+  add(descriptors.data(), descriptors.size());
+  for (const auto& t : message.tensors) {
+    add(t.const_data_ptr(), t.nbytes());
+  }
+
+  std::lock_guard<std::mutex> lock(write_mu_);
+  size_t next = 0;
+  while (next < iov.size()) {
+    msghdr msg{};
+    msg.msg_iov = iov.data() + next;
+    msg.msg_iovlen = std::min<size_t>(iov.size() - next, IOV_MAX);
+    ssize_t written = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (written < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      throw socketError("send failed");
+    }
+    auto left = static_cast<size_t>(written);
+    while (next < iov.size() && left >= iov[next].iov_len) {
+      left -= iov[next].iov_len;
+      ++next;
+    }
+    if (left > 0) {
+      iov[next].iov_base = static_cast<char*>(iov[next].iov_base) + left;
+      iov[next].iov_len -= left;
+    }
+  }
+}
+
+bool Connection::readExact(char* data, size_t n, bool may_end) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = ::recv(fd_, data + done, n - done, 0);
+    if (got > 0) {
+      done += static_cast<size_t>(got);
+      continue;
+    }
+    if (got == 0) {
+      if (may_end && done == 0) {
+        return false;
+      }
+      throw std::runtime_error("peer closed the connection in the middle of a frame");
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      throw std::runtime_error("timed out waiting for data");
+    }
+    throw socketError("receive failed");
+  }
+  return true;
+}
+
+bool Connection::receive(Message& message, const FrameLimits& limits) {
+  char header_bytes[FrameHeader::kSize];
+  if (!readExact(header_bytes, sizeof(header_bytes), /*may_end=*/true)) {
+    return false;
+  }
+  FrameHeader header = FrameHeader::decode(header_bytes);
+  validateHeader(header, limits);
+  message.type = header.type;
+  message.id = header.id;
+  message.meta.resize(header.meta_len);
+  readExact(message.meta.data(), header.meta_len, false);
+  std::string descriptors(header.desc_len, '\0');
+  readExact(descriptors.data(), header.desc_len, false);
+  message.tensors = allocateFromDescriptors(descriptors, header.data_len);
+  for (auto& t : message.tensors) {
+    readExact(static_cast<char*>(t.mutable_data_ptr()), t.nbytes(), false);
+  }
+  return true;
+}
+
+}  // namespace distgrad::transport

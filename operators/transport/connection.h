@@ -1,0 +1,55 @@
+#pragma once
+
+#include "transport/frame.h"
+#include "transport/message.h"
+
+#include <atomic>
+#include <mutex>
+#include <string>
+
+namespace distgrad::transport {
+
+// One TCP socket carrying frames in both directions.
+//
+// Threading: send() may be called from any thread; frames are written whole,
+// one at a time, under write_mu_. receive() is called by exactly one thread
+// (the connection's reader). close() may be called from any thread and makes
+// a blocked receive() or send() return with an error.
+class Connection {
+ public:
+  // Takes ownership of a connected socket and sets TCP_NODELAY on it.
+  Connection(int fd, std::string peer_address);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Writes one frame. Throws std::runtime_error (with strerror text) when the
+  // socket fails; the connection is then unusable.
+  void send(const Message& message);
+
+  // Reads one frame into message. Returns false on a clean end of stream at
+  // a frame boundary; throws std::runtime_error on a malformed frame (bad
+  // magic/version, inconsistent or oversized lengths), a socket error, or an
+  // end of stream inside a frame.
+  bool receive(Message& message, const FrameLimits& limits);
+
+  // Bounds how long receive() may block (0 = forever); used during handshake.
+  void setReceiveTimeout(double seconds);
+
+  // Shuts the socket down in both directions. Idempotent.
+  void close();
+
+  const std::string& peerAddress() const { return peer_address_; }
+
+ private:
+  // Reads exactly n bytes; returns false if the stream ended before the first
+  // byte and may_end is true.
+  bool readExact(char* data, size_t n, bool may_end);
+
+  const int fd_;
+  const std::string peer_address_;
+  std::mutex write_mu_;  // serializes whole frames written by send()
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace distgrad::transport

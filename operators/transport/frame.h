@@ -1,0 +1,56 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace distgrad::transport {
+
+// Wire layout of one frame (all integers little-endian):
+//
+//   header (32 bytes): magic u32 | version u16 | type u16 | id u64 |
+//                      meta_len u32 | desc_len u32 | data_len u64
+//   meta (meta_len bytes)
+//   tensor descriptors (desc_len bytes): count u32, then per tensor
+//                      dtype u8 | ndim u8 | sizes i64[ndim]
+//   tensor data (data_len bytes): each tensor's bytes, in order
+struct FrameHeader {
+  static constexpr uint32_t kMagic = 0x44524744;  // "DGRD"
+  static constexpr uint16_t kVersion = 1;
+  static constexpr size_t kSize = 32;
+
+  uint32_t magic = kMagic;
+  uint16_t version = kVersion;
+  uint16_t type = 0;
+  uint64_t id = 0;
+  uint32_t meta_len = 0;
+  uint32_t desc_len = 0;
+  uint64_t data_len = 0;
+
+  void encode(char* out) const;
+  static FrameHeader decode(const char* in);
+};
+
+// Upper bounds a receiver enforces before allocating anything.
+struct FrameLimits {
+  uint64_t max_meta_bytes = 64ull << 20;
+  uint64_t max_data_bytes = 16ull << 30;
+  static constexpr uint64_t kMaxDescBytes = 1ull << 20;
+  static constexpr int kMaxDims = 64;
+};
+
+// Throws std::runtime_error naming the first inconsistency (magic, version,
+// a length over its limit).
+void validateHeader(const FrameHeader& header, const FrameLimits& limits);
+
+// Encodes the descriptor block for tensors (all contiguous, on CPU) and
+// returns the total number of data bytes they occupy.
+std::string encodeDescriptors(const std::vector<at::Tensor>& tensors, uint64_t* data_len);
+
+// Allocates one empty tensor per descriptor. Throws std::runtime_error when
+// the block is malformed or the tensors' sizes do not add up to data_len.
+std::vector<at::Tensor> allocateFromDescriptors(const std::string& block, uint64_t data_len);
+
+}  // namespace distgrad::transport

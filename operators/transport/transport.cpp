@@ -1,0 +1,373 @@
+#include "transport/transport.h"
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "transport/handshake.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace distgrad::transport {
+
+namespace {
+
+// Handshake frames are tiny; anything larger is not a peer of ours.
+FrameLimits handshakeLimits() {
+  FrameLimits limits;
+  limits.max_meta_bytes = 4096;
+  limits.max_data_bytes = 0;
+  return limits;
+}
+
+constexpr double kHandshakeTimeoutSeconds = 10.0;
+
+std::string addressOf(const sockaddr_in& addr) {
+  char host[INET_ADDRSTRLEN] = {0};
+  ::inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host));
+  return std::string(host) + ":" + std::to_string(ntohs(addr.sin_port));
+}
+
+sockaddr_in resolve(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    throw DistError("bad worker address '" + address + "'");
+  }
+  std::string host = address.substr(0, colon);
+  std::string port = address.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+  if (rc != 0 || result == nullptr) {
+    throw DistNetworkError("cannot resolve '" + address + "': " + ::gai_strerror(rc));
+  }
+  sockaddr_in addr = *reinterpret_cast<sockaddr_in*>(result->ai_addr);
+  ::freeaddrinfo(result);
+  return addr;
+}
+
+}  // namespace
+
+Transport::Transport(TransportOptions options, MessageHandler on_message,
+                     PeerLostHandler on_peer_lost)
+    : options_(std::move(options)),
+      on_message_(std::move(on_message)),
+      on_peer_lost_(std::move(on_peer_lost)) {
+  for (int r = 0; r < options_.world_size; ++r) {
+    peers_.push_back(std::make_unique<Peer>());
+  }
+}
+
+Transport::~Transport() {
+  close();
+}
+
+int Transport::listen(const std::string& host) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) {
+    throw DistNetworkError(std::string("socket: ") + std::strerror(errno));
+  }
+  int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr = resolve(host + ":0");
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(listen_fd_, 128) != 0) {
+    throw DistNetworkError("cannot listen on " + host + ": " + std::strerror(errno));
+  }
+  socklen_t len = sizeof(addr);
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  accept_thread_ = std::thread([this] { acceptLoop(); });
+  return ntohs(addr.sin_port);
+}
+
+void Transport::setPeers(std::vector<std::string> names, std::vector<std::string> addresses) {
+  names_ = std::move(names);
+  addresses_ = std::move(addresses);
+}
+
+std::string Transport::describe(int rank) const {
+  std::string name = rank >= 0 && rank < static_cast<int>(names_.size()) ? names_[rank] : "?";
+  return "worker '" + name + "' (rank " + std::to_string(rank) + ")";
+}
+
+void Transport::send(int rank, const Message& message) {
+  auto conn = connectionTo(rank);
+  try {
+    conn->send(message);
+  } catch (const std::runtime_error& e) {
+    conn->close();  // its reader reports the loss to on_peer_lost
+    throw DistNetworkError("cannot send to " + describe(rank) + ": " + e.what());
+  }
+}
+
+std::shared_ptr<Connection> Transport::connectionTo(int rank) {
+  Peer& peer = *peers_.at(rank);
+  auto usable = [&]() -> std::shared_ptr<Connection> {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) {
+      throw DistNetworkError("this worker has shut down its RPC connections");
+    }
+    if (peer.lost) {
+      throw DistNetworkError(peer.lost_reason);
+    }
+    return peer.conn;
+  };
+  if (auto conn = usable()) {
+    return conn;
+  }
+  std::lock_guard<std::mutex> connecting(peer.connect_mu);
+  if (auto conn = usable()) {
+    return conn;
+  }
+  auto conn = connect(rank);
+  if (!adopt(rank, conn)) {
+    conn->close();
+    return usable();  // throws: the peer was lost meanwhile
+  }
+  startReader(conn, rank);
+  std::lock_guard<std::mutex> lock(mu_);
+  return peer.conn;
+}
+
+std::shared_ptr<Connection> Transport::connect(int rank) {
+  const std::string& address = addresses_.at(rank);
+  sockaddr_in addr = resolve(address);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw DistNetworkError(std::string("socket: ") + std::strerror(errno));
+  }
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(options_.connect_timeout_seconds);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::string reason = std::strerror(errno);
+    ::close(fd);
+    throw DistNetworkError("cannot connect to " + describe(rank) + " at " + address + ": " +
+                           reason);
+  }
+  timeval no_timeout{};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &no_timeout, sizeof(no_timeout));
+  auto conn = std::make_shared<Connection>(fd, address);
+  try {
+    conn->send(encodeHello(options_.rank, options_.secret));
+    conn->setReceiveTimeout(kHandshakeTimeoutSeconds);
+    Message reply;
+    if (!conn->receive(reply, handshakeLimits())) {
+      throw std::runtime_error("it closed the connection (does it share our job secret?)");
+    }
+    int their_rank = decodeAccept(reply);
+    if (their_rank != rank) {
+      throw std::runtime_error("it answered as rank " + std::to_string(their_rank));
+    }
+    conn->setReceiveTimeout(0);
+  } catch (const std::runtime_error& e) {
+    throw DistNetworkError("handshake with " + describe(rank) + " at " + address +
+                           " failed: " + e.what());
+  }
+  return conn;
+}
+
+bool Transport::adopt(int rank, const std::shared_ptr<Connection>& conn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Peer& peer = *peers_.at(rank);
+  if (closing_ || peer.lost) {
+    return false;
+  }
+  // If both sides connected at once, the first registered connection carries
+  // our sends; the other stays open and is still read.
+  if (!peer.conn) {
+    peer.conn = conn;
+  }
+  return true;
+}
+
+void Transport::startReader(std::shared_ptr<Connection> conn, int known_rank) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closing_) {
+    conn->close();
+    return;
+  }
+  auto reader = std::make_unique<Reader>();
+  Reader* raw = reader.get();
+  reader->conn = std::move(conn);
+  reader->thread = std::thread([this, raw, known_rank] { readLoop(raw, known_rank); });
+  readers_.push_back(std::move(reader));
+}
+
+void Transport::readLoop(Reader* reader, int rank) {
+  Connection& conn = *reader->conn;
+  std::string failure;
+  bool goodbye = false;
+  if (rank < 0) {
+    // An accepted connection: it must introduce itself first.
+    try {
+      conn.setReceiveTimeout(kHandshakeTimeoutSeconds);
+      Message hello;
+      if (!conn.receive(hello, handshakeLimits())) {
+        throw std::runtime_error("closed before its handshake");
+      }
+      rank = decodeHello(hello, options_.secret, options_.world_size);
+      conn.setReceiveTimeout(0);
+      conn.send(encodeAccept(options_.rank));
+    } catch (const std::exception& e) {
+      logWarning(options_.name,
+                 "dropped connection from " + conn.peerAddress() + ": " + e.what());
+      conn.close();
+      reader->done = true;
+      return;
+    }
+    if (!adopt(rank, reader->conn)) {
+      conn.close();
+      reader->done = true;
+      return;
+    }
+  }
+  try {
+    Message message;
+    while (conn.receive(message, options_.limits)) {
+      if (message.type == kGoodbye) {
+        goodbye = true;
+      } else if (message.type >= Message::kFirstUserType) {
+        on_message_(rank, std::move(message));
+        message = Message();
+      } else {
+        throw std::runtime_error("unexpected control frame type " + std::to_string(message.type));
+      }
+    }
+    failure = "connection closed";
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  bool quiet;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    quiet = closing_;
+    peers_[rank]->said_goodbye |= goodbye;
+    goodbye = peers_[rank]->said_goodbye;
+  }
+  if (!quiet && !goodbye) {
+    logWarning(options_.name, "lost connection to " + describe(rank) + ": " + failure);
+  }
+  conn.close();
+  if (!quiet) {
+    peerFailed(rank, goodbye ? describe(rank) + " has shut down"
+                             : "connection to " + describe(rank) + " lost: " + failure);
+  }
+  reader->done = true;
+}
+
+void Transport::peerFailed(int rank, const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer& peer = *peers_[rank];
+    if (peer.lost) {
+      return;
+    }
+    peer.lost = true;
+    peer.lost_reason = reason;
+    if (peer.conn) {
+      peer.conn->close();
+      peer.conn.reset();
+    }
+  }
+  on_peer_lost_(rank, reason);
+}
+
+void Transport::acceptLoop() {
+  while (true) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof(addr);
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) {
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!closing_) {
+        logWarning(options_.name, std::string("accept failed: ") + std::strerror(errno));
+      }
+      return;
+    }
+    reapFinishedReaders();
+    startReader(std::make_shared<Connection>(fd, addressOf(addr)), -1);
+  }
+}
+
+void Transport::reapFinishedReaders() {
+  std::list<std::unique_ptr<Reader>> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = readers_.begin(); it != readers_.end();) {
+      if ((*it)->done) {
+        finished.push_back(std::move(*it));
+        it = readers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& reader : finished) {
+    reader->thread.join();
+  }
+}
+
+void Transport::sayGoodbye() {
+  std::vector<std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& reader : readers_) {
+      if (!reader->done) {
+        conns.push_back(reader->conn);
+      }
+    }
+  }
+  Message goodbye;
+  goodbye.type = kGoodbye;
+  for (auto& conn : conns) {
+    try {
+      conn->send(goodbye);
+    } catch (const std::exception&) {
+      // The peer is already gone; nothing to tell it.
+    }
+  }
+}
+
+void Transport::close() {
+  std::list<std::unique_ptr<Reader>> readers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) {
+      return;
+    }
+    closing_ = true;
+    readers.swap(readers_);
+    for (auto& peer : peers_) {
+      peer->conn.reset();
+    }
+  }
+  if (listen_fd_ >= 0) {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+  }
+  if (accept_thread_.joinable()) {
+    accept_thread_.join();
+  }
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  for (auto& reader : readers) {
+    reader->conn->close();
+  }
+  for (auto& reader : readers) {
+    reader->thread.join();
+  }
+}
+
+}  // namespace distgrad::transport

@@ -1,0 +1,110 @@
+#pragma once
+
+#include "transport/connection.h"
+#include "transport/message.h"
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace distgrad::transport {
+
+struct TransportOptions {
+  int rank = 0;
+  int world_size = 1;
+  std::string name;    // this worker's name, for log lines
+  std::string secret;  // every connection must present it in its hello
+  FrameLimits limits;
+  double connect_timeout_seconds = 10.0;
+};
+
+// TCP connections between the workers of one job: at most one connection per
+// pair of workers is opened by each side, lazily, on first send; every
+// connection is full duplex and its frames may arrive in either direction.
+//
+// Threading: each connection has a reader thread that calls on_message for
+// every frame it receives, in order, so on_message must not block for long.
+// send() is safe from any thread, including inside on_message.
+//
+// Errors: a connection that fails its handshake, breaks framing rules or ends
+// mid-frame is closed and logged; if it belonged to a peer, on_peer_lost is
+// called once for that peer (on the reader thread) and every later send() to
+// it throws DistNetworkError at once. Connections that never authenticated
+// affect nobody else.
+class Transport {
+ public:
+  using MessageHandler = std::function<void(int src_rank, Message&& message)>;
+  using PeerLostHandler = std::function<void(int rank, const std::string& reason)>;
+
+  Transport(TransportOptions options, MessageHandler on_message, PeerLostHandler on_peer_lost);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  // Binds host on a free port, starts accepting, returns the bound port.
+  int listen(const std::string& host);
+
+  // Names and "host:port" addresses of all workers, indexed by rank. Must be
+  // called before the first send().
+  void setPeers(std::vector<std::string> names, std::vector<std::string> addresses);
+
+  // Writes message to rank, connecting first if needed. Blocks until the
+  // frame is handed to the kernel. Throws DistNetworkError naming the worker
+  // if the peer is unreachable or its connection has failed.
+  void send(int rank, const Message& message);
+
+  // Tells every connected peer that this worker is closing its connections.
+  void sayGoodbye();
+
+  // Closes every connection and joins every thread. Must not be called from a
+  // reader thread (that is, not from on_message or on_peer_lost). Idempotent.
+  void close();
+
+ private:
+  struct Peer {
+    std::mutex connect_mu;  // held while connecting to this peer
+    // The rest is guarded by Transport::mu_.
+    std::shared_ptr<Connection> conn;  // used for sends
+    bool lost = false;
+    bool said_goodbye = false;
+    std::string lost_reason;
+  };
+  struct Reader {
+    std::shared_ptr<Connection> conn;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  std::shared_ptr<Connection> connectionTo(int rank);
+  std::shared_ptr<Connection> connect(int rank);
+  void startReader(std::shared_ptr<Connection> conn, int known_rank);
+  void readLoop(Reader* reader, int known_rank);
+  // Registers an authenticated connection; returns false if the peer is lost.
+  bool adopt(int rank, const std::shared_ptr<Connection>& conn);
+  void peerFailed(int rank, const std::string& reason);
+  void acceptLoop();
+  void reapFinishedReaders();
+  std::string describe(int rank) const;
+
+  const TransportOptions options_;
+  const MessageHandler on_message_;
+  const PeerLostHandler on_peer_lost_;
+
+  std::vector<std::string> names_;      // set once by setPeers, then read-only
+  std::vector<std::string> addresses_;  // likewise
+
+  mutable std::mutex mu_;  // guards peers_ state, readers_, closing_
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::list<std::unique_ptr<Reader>> readers_;
+  bool closing_ = false;
+
+  int listen_fd_ = -1;
+  std::thread accept_thread_;
+};
+
+}  // namespace distgrad::transport

@@ -1,0 +1,168 @@
+"""Remote procedure calls between the workers of a job.
+
+``func`` may be a builtin torch operator (run by the dispatcher on the callee,
+without Python), a TorchScript function (run by the TorchScript interpreter on
+the callee, without the GIL), its qualified name as a string, or any Python
+callable the callee can import (pickled by reference, run under the GIL).
+"""
+
+import atexit
+import threading
+from typing import NamedTuple
+
+import torch
+import torch.jit._builtins
+
+from . import _C, _python_call
+from ._rendezvous import Rendezvous, local_address_towards, parse_init_method
+
+__all__ = [
+    "WorkerInfo", "init_rpc", "rpc_sync", "rpc_async", "get_worker_info", "get_worker_infos", "shutdown",
+]
+
+
+class WorkerInfo(NamedTuple):
+    """A worker of the job: its name and its rank (``id``)."""
+
+    name: str
+    id: int
+
+
+class _Job:
+    """What init_rpc set up in this process."""
+
+    def __init__(self, rendezvous, workers, me):
+        self.rendezvous = rendezvous
+        self.workers = workers
+        self.me = me
+
+
+_lock = threading.Lock()
+_job = None
+
+
+def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_worker_threads=4):
+    """Joins the job as worker ``name`` with ``rank`` and returns when all
+    ``world_size`` workers are known. ``timeout`` (seconds) bounds the
+    rendezvous and is the default timeout of calls; 0 means none."""
+    global _job
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a worker name must be a non-empty string, got {name!r}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is out of range for world_size {world_size}")
+    if num_worker_threads < 1:
+        raise ValueError(f"num_worker_threads must be at least 1, got {num_worker_threads}")
+    with _lock:
+        if _job is not None or _C._agent_is_running():
+            raise RuntimeError(
+                f"init_rpc() was already called in this process (as worker {_job.me.name!r}); "
+                "call shutdown() before initializing again"
+            )
+        host, port = parse_init_method(init_method)
+        rendezvous = Rendezvous(host, port, rank, world_size, timeout)
+        secret = rendezvous.job_secret()
+        listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout), "0.0.0.0")
+        try:
+            address = f"{local_address_towards(host, port)}:{listen_port}"
+            names, addresses = rendezvous.exchange(name, address)
+            _C._agent_start(names, addresses)
+        except BaseException:
+            _C._agent_shutdown()
+            raise
+        workers = [WorkerInfo(n, r) for r, n in enumerate(names)]
+        _job = _Job(rendezvous, workers, workers[rank])
+
+
+def _require_job():
+    job = _job
+    if job is None:
+        raise RuntimeError("distgrad RPC is not initialized in this process; call init_rpc() first")
+    return job
+
+
+def get_worker_info(name=None):
+    """The WorkerInfo of worker ``name``, or of this worker when name is None."""
+    job = _require_job()
+    if name is None:
+        return job.me
+    for info in job.workers:
+        if info.name == name:
+            return info
+    known = ", ".join(w.name for w in job.workers)
+    raise ValueError(f"unknown worker {name!r} (the workers are: {known})")
+
+
+def get_worker_infos():
+    """The WorkerInfo of every worker, by rank."""
+    return list(_require_job().workers)
+
+
+def _rank(to):
+    if isinstance(to, WorkerInfo):
+        return to.id
+    return _C._rank_of(to)
+
+
+def _invoke(to, func, args, kwargs, timeout, future):
+    dst = _rank(to)
+    args = tuple(args) if args is not None else ()
+    kwargs = kwargs or {}
+    timeout = float(timeout)
+    if isinstance(func, torch.jit.ScriptFunction):
+        return _C._invoke_script(dst, func, timeout, future, *args, **kwargs)
+    if isinstance(func, str):
+        if kwargs:
+            raise ValueError("keyword arguments are not supported when func is given by name")
+        return _C._invoke_named(dst, func, args, timeout, future)
+    builtin = torch.jit._builtins._find_builtin(func)
+    if builtin is not None:
+        return _C._invoke_builtin(dst, builtin, timeout, future, *args, **kwargs)
+    if not callable(func):
+        raise TypeError(f"func must be callable or the name of a TorchScript function, got {type(func).__name__}")
+    payload, tensors = _python_call.serialize((func, args, kwargs))
+    if future is None:
+        return _python_call.decode_result(_C._invoke_python(dst, payload, tensors, timeout, None, None))
+    return _C._invoke_python(dst, payload, tensors, timeout, future, _python_call.decode_result)
+
+
+def rpc_sync(to, func, args=(), kwargs=None, timeout=-1.0):
+    """Runs ``func(*args, **kwargs)`` on worker ``to`` (a name, a rank or a
+    WorkerInfo) and returns its result. ``timeout`` is in seconds: -1 means
+    the default given to init_rpc, 0 means no timeout."""
+    return _invoke(to, func, args, kwargs, timeout, None)
+
+
+def rpc_async(to, func, args=(), kwargs=None, timeout=-1.0):
+    """Like rpc_sync, but returns a torch.futures.Future of the result at once."""
+    return _invoke(to, func, args, kwargs, timeout, torch.futures.Future())
+
+
+def shutdown(graceful=True, timeout=None):
+    """Leaves the job. A graceful shutdown first waits until every worker has
+    called shutdown and no call is outstanding anywhere (at most ``timeout``
+    seconds per step, the init_rpc timeout by default, 0 for no limit), then
+    closes everything. ``graceful=False`` closes at once and fails what is
+    pending. Calling it again, or without init_rpc, does nothing."""
+    global _job
+    with _lock:
+        job = _job
+        if job is None:
+            return
+        try:
+            if graceful:
+                if timeout is None:
+                    timeout = _C._agent_default_timeout()
+                job.rendezvous.barrier("shutdown", timeout)
+                if not _C._agent_wait_idle(float(timeout)):
+                    raise TimeoutError(f"calls still outstanding after {timeout} seconds")
+                job.rendezvous.barrier("idle", timeout)
+        finally:
+            _C._agent_shutdown()
+            _job = None
+        if graceful:
+            job.rendezvous.leave(timeout)
+
+
+@atexit.register
+def _shutdown_at_exit():
+    shutdown(graceful=False)

@@ -1,0 +1,1 @@
+from tests.conftest import cluster  # noqa: F401  (the same module-scoped worker fixture)

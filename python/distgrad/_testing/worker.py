@@ -1,0 +1,44 @@
+"""Entry point of one worker process of a Cluster:
+
+    python -m distgrad._testing.worker --rank R --world-size N --init-method tcp://HOST:PORT
+
+Joins the job as worker "workerR", serves RPCs until every worker has called
+shutdown, then exits 0. It exits 1 at once if its parent process dies, so a
+crashed or killed test run leaves nothing behind.
+"""
+
+import argparse
+import os
+import pathlib
+import threading
+import time
+
+import distgrad.rpc
+
+
+def _exit_when_orphaned(parent):
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--world-size", type=int, required=True)
+    parser.add_argument("--init-method", required=True)
+    parser.add_argument("--parent-pid", type=int, default=os.getppid())
+    parser.add_argument("--ready-file", help="created once the worker has imported everything")
+    args = parser.parse_args(argv)
+
+    threading.Thread(target=_exit_when_orphaned, args=(args.parent_pid,), daemon=True).start()
+    if args.ready_file:
+        pathlib.Path(args.ready_file).touch()
+    distgrad.rpc.init_rpc(f"worker{args.rank}", args.rank, args.world_size, init_method=args.init_method)
+    print(f"worker{args.rank}: joined the job", flush=True)
+    distgrad.rpc.shutdown(graceful=True, timeout=0)
+    print(f"worker{args.rank}: shut down", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import pytest
+
+from distgrad._testing import Cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    """A job shared by the tests of one module: this process is worker0, the
+    other ranks are worker processes. A module sets its size with WORLD_SIZE
+    (default 3) and other Cluster arguments with CLUSTER_OPTIONS."""
+    world_size = getattr(request.module, "WORLD_SIZE", 3)
+    options = getattr(request.module, "CLUSTER_OPTIONS", {})
+    job = Cluster(world_size, root=ROOT, **options).start()
+    yield job
+    job.stop()

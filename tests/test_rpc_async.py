@@ -1,0 +1,101 @@
+"""rpc_async: the torch.futures.Future it returns, for every kind of func."""
+
+import time
+
+import pytest
+import torch
+
+import distgrad.rpc as rpc
+from tests import remote_fns, script_fns
+from tests.checks import assert_same, remote_message
+
+A = torch.arange(4, dtype=torch.float64)
+B = torch.tensor([1.5, -2.0, 0.0, 8.0], dtype=torch.float64)
+
+# (func, args, kwargs, expected) for each kind of func.
+CALLS = {
+    "builtin": (torch.add, (A, B), {"alpha": 3}, A + 3 * B),
+    "builtin-tuple": (torch.max, (B,), {"dim": 0}, (torch.tensor(8.0, dtype=torch.float64), torch.tensor(3))),
+    "script": (script_fns.local_add, (A, B), None, A + B),
+    "script-by-name": ("tests.script_fns.local_add", (A, B), None, A + B),
+    "python": (remote_fns.combine, (A, B), {"tag": "t"}, None),  # expected depends on dst
+}
+
+
+def expected_for(kind, dst):
+    func, args, kwargs, expected = CALLS[kind]
+    if kind == "python":
+        return remote_fns.combine(*args, **kwargs) | {"where": dst}
+    return expected
+
+
+@pytest.mark.parametrize("dst", ["worker1", "worker0"])
+@pytest.mark.parametrize("kind", CALLS)
+def test_wait(cluster, kind, dst):
+    func, args, kwargs, _ = CALLS[kind]
+    future = rpc.rpc_async(dst, func, args, kwargs)
+    assert isinstance(future, torch.futures.Future)
+    assert_same(future.wait(), expected_for(kind, dst))
+    assert future.done()
+    assert_same(future.value(), expected_for(kind, dst))
+
+
+@pytest.mark.parametrize("kind", CALLS)
+def test_then(cluster, kind):
+    func, args, kwargs, _ = CALLS[kind]
+    chained = rpc.rpc_async("worker2", func, args, kwargs).then(lambda f: ("seen", f.wait()))
+    assert_same(chained.wait(), ("seen", expected_for(kind, "worker2")))
+
+
+def test_wait_all_across_workers_and_kinds(cluster):
+    futures, expected = [], []
+    for dst in ["worker0", "worker1", "worker2"]:
+        for kind in CALLS:
+            func, args, kwargs, _ = CALLS[kind]
+            futures.append(rpc.rpc_async(dst, func, args, kwargs))
+            expected.append(expected_for(kind, dst))
+    assert_same(torch.futures.wait_all(futures), expected)
+
+
+def test_collect_all(cluster):
+    futures = [rpc.rpc_async(f"worker{r}", torch.mul, (A, r)) for r in range(3)]
+    done = torch.futures.collect_all(futures).wait()
+    assert [f.wait().tolist() for f in done] == [(A * r).tolist() for r in range(3)]
+
+
+def test_returns_before_the_call_completes(cluster):
+    start = time.monotonic()
+    future = rpc.rpc_async("worker1", remote_fns.sleep_and_return, (1.0, "slow"))
+    assert time.monotonic() - start < 0.5
+    assert not future.done()
+    assert future.wait() == "slow"
+
+
+@pytest.mark.parametrize("dst", ["worker1", "worker0"])
+def test_remote_error_raised_by_wait(cluster, dst):
+    future = rpc.rpc_async(dst, remote_fns.raise_value_error, ("async failure",))
+    with pytest.raises(ValueError) as excinfo:
+        future.wait()
+    assert remote_message(excinfo).startswith("async failure\n")
+    assert f"(ValueError raised on worker '{dst}')" in remote_message(excinfo)
+
+
+def test_then_sees_the_remote_error(cluster):
+    def on_done(future):
+        try:
+            future.wait()
+        except KeyError as error:
+            return "KeyError", error.args[0].splitlines()[0], error.args[0].splitlines()[-1]
+        return "no error"
+
+    chained = rpc.rpc_async("worker1", remote_fns.raise_key_error, ("absent",)).then(on_done)
+    assert chained.wait() == ("KeyError", "'absent'", "(KeyError raised on worker 'worker1')")
+
+
+def test_error_in_then_callback_fails_the_chained_future(cluster):
+    chained = rpc.rpc_async("worker1", remote_fns.raise_value_error, ("nope",)).then(lambda f: f.wait())
+    # torch.futures reports an exception escaping a callback as a RuntimeError.
+    with pytest.raises(RuntimeError) as excinfo:
+        chained.wait()
+    assert "running the callback: ValueError: nope" in str(excinfo.value)
+    assert "(ValueError raised on worker 'worker1')" in str(excinfo.value)

@@ -1,3 +1,4 @@
+#include "autograd/dist_autograd.h"
 #include "common/errors.h"
 #include "python/bindings.h"
 #include "rpc/agent.h"
@@ -15,19 +16,13 @@ using rpc::Request;
 
 namespace {
 
-constexpr const char* kScriptPrefix = "__torch__.";
-
-std::string scriptQualifiedName(const std::string& name) {
-  return name.rfind(kScriptPrefix, 0) == 0 ? name : kScriptPrefix + name;
-}
-
 // Finds a TorchScript function in the Python compilation unit; if it is not
 // there, imports the longest importable module prefix of its name (with the
 // GIL) and looks again.
 Agent::ScriptFunctionResolver scriptFunctionResolver() {
   std::shared_ptr<torch::jit::CompilationUnit> cu = torch::jit::get_python_cu();
   return [cu](const std::string& name) -> torch::jit::Function* {
-    c10::QualifiedName qualname(scriptQualifiedName(name));
+    c10::QualifiedName qualname(name);
     if (auto* fn = cu->find_function(qualname)) {
       return fn;
     }
@@ -253,6 +248,7 @@ void initRpcBindings(py::module& m) {
         options.num_worker_threads = num_worker_threads;
         options.default_timeout_seconds = timeout;
         auto agent = std::make_shared<Agent>(options);
+        autograd::install(*agent);
         agent->setScriptFunctionResolver(scriptFunctionResolver());
         agent->setPythonCallRunner(pythonCallRunner());
         int port = agent->listen(host);
@@ -275,6 +271,7 @@ void initRpcBindings(py::module& m) {
         if (auto agent = Agent::currentOrNull()) {
           agent->shutdown();
           Agent::uninstall();
+          autograd::uninstall();
         }
       },
       py::call_guard<py::gil_scoped_release>());
@@ -319,14 +316,11 @@ void initRpcBindings(py::module& m) {
       "_invoke_named",
       [](int dst, const std::string& name, const py::tuple& args, double timeout,
          const py::object& py_future) {
-        Request request;
-        bool builtin = name.find("::") != std::string::npos;
-        request.kind = builtin ? CallKind::kBuiltin : CallKind::kScript;
-        request.target = builtin ? name : scriptQualifiedName(name);
+        std::vector<c10::IValue> values;
         for (const auto& a : args) {
-          request.args.push_back(toUntypedIValue(a));
+          values.push_back(toUntypedIValue(a));
         }
-        return invoke(dst, std::move(request), timeout, py_future);
+        return invoke(dst, Request::byName(name, std::move(values)), timeout, py_future);
       });
   m.def(
       "_invoke_python",

@@ -78,6 +78,8 @@ class Agent {
   // Learns every worker's name and address (indexed by rank).
   void start(std::vector<std::string> names, std::vector<std::string> addresses);
 
+  int rank() const { return options_.rank; }
+  // Valid after start().
   const WorkerInfo& self() const { return workers_.at(options_.rank); }
   const std::vector<WorkerInfo>& workers() const { return workers_; }
   // Throws c10::ValueError naming the unknown worker.

@@ -6,6 +6,16 @@
 
 namespace distgrad::rpc {
 
+Request Request::byName(const std::string& func, std::vector<c10::IValue> args) {
+  static const std::string kScriptPrefix = "__torch__.";
+  Request request;
+  bool builtin = func.find("::") != std::string::npos;
+  request.kind = builtin ? CallKind::kBuiltin : CallKind::kScript;
+  request.target = builtin || func.rfind(kScriptPrefix, 0) == 0 ? func : kScriptPrefix + func;
+  request.args = std::move(args);
+  return request;
+}
+
 EncodedBody encodeRequestBody(const Request& request) {
   c10::impl::GenericDict kwargs(c10::StringType::get(), c10::AnyType::get());
   for (const auto& [name, value] : request.kwargs) {

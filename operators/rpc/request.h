@@ -24,6 +24,11 @@ enum class CallKind : int64_t {
 using Kwargs = std::unordered_map<std::string, c10::IValue>;
 
 struct Request {
+  // A call of func by name: a builtin operator ("aten::add") if it has a
+  // namespace, else a TorchScript function ("pkg.mod.fn", with or without
+  // the "__torch__." prefix).
+  static Request byName(const std::string& func, std::vector<c10::IValue> args);
+
   CallKind kind = CallKind::kBuiltin;
   std::string target;
   std::vector<c10::IValue> args;

@@ -163,6 +163,12 @@ def shutdown(graceful=True, timeout=None):
             job.rendezvous.leave(timeout)
 
 
+# In scripted code rpc_async and rpc_sync compile to the dist_rpc operators,
+# which take func by name: rpc_async(dst, "pkg.mod.fn", (t1, t2)).
+torch.jit._builtins._register_builtin(rpc_async, "dist_rpc::rpc_async")
+torch.jit._builtins._register_builtin(rpc_sync, "dist_rpc::rpc_sync")
+
+
 @atexit.register
 def _shutdown_at_exit():
     shutdown(graceful=False)

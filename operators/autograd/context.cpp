@@ -1,0 +1,85 @@
+#include "autograd/context.h"
+
+#include "autograd/backward_pass.h"
+#include "common/errors.h"
+
+#include <ATen/ops/add.h>
+
+namespace distgrad::autograd {
+
+void Context::addSendNode(int64_t message_id, c10::intrusive_ptr<SendRpcBackward> node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  send_nodes_.emplace(message_id, std::move(node));
+}
+
+c10::intrusive_ptr<SendRpcBackward> Context::sendNode(int64_t message_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = send_nodes_.find(message_id);
+  return it == send_nodes_.end() ? nullptr : it->second;
+}
+
+std::vector<c10::intrusive_ptr<SendRpcBackward>> Context::sendNodes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<c10::intrusive_ptr<SendRpcBackward>> nodes;
+  nodes.reserve(send_nodes_.size());
+  for (const auto& [id, node] : send_nodes_) {
+    nodes.push_back(node);
+  }
+  return nodes;
+}
+
+void Context::removeSendNode(int64_t message_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  send_nodes_.erase(message_id);
+}
+
+void Context::addKnownWorker(int rank) {
+  std::lock_guard<std::mutex> lock(mu_);
+  known_workers_.insert(rank);
+}
+
+std::set<int> Context::knownWorkers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return known_workers_;
+}
+
+void Context::accumulateGrad(const at::Tensor& variable, const at::Tensor& grad) {
+  if (!grad.defined()) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = grads_.try_emplace(variable.unsafeGetTensorImpl(), variable, grad.detach());
+  if (!inserted) {
+    // Out of place: the held gradient may be shared with another leaf.
+    it->second.second = at::add(it->second.second, grad.detach());
+  }
+}
+
+c10::Dict<at::Tensor, at::Tensor> Context::gradients() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  c10::Dict<at::Tensor, at::Tensor> result;
+  for (const auto& [impl, entry] : grads_) {
+    result.insert(entry.first, entry.second);
+  }
+  return result;
+}
+
+std::shared_ptr<BackwardPass> Context::passFor(int64_t pass_id, const PassFactory& make) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pass_ && pass_->id() == pass_id) {
+    return pass_;
+  }
+  if (pass_ && pass_->running()) {
+    throw DistError("another distributed backward pass is still running in context " +
+                    std::to_string(id_));
+  }
+  std::vector<c10::intrusive_ptr<SendRpcBackward>> send_nodes;
+  send_nodes.reserve(send_nodes_.size());
+  for (const auto& [id, node] : send_nodes_) {
+    send_nodes.push_back(node);
+  }
+  pass_ = make(send_nodes);
+  return pass_;
+}
+
+}  // namespace distgrad::autograd

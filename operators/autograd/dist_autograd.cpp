@@ -1,0 +1,87 @@
+#include "autograd/dist_autograd.h"
+
+#include "autograd/backward_pass.h"
+#include "autograd/context_container.h"
+#include "autograd/current_context.h"
+#include "autograd/dist_engine.h"
+#include "autograd/messages.h"
+#include "autograd/rpc_recording.h"
+#include "common/errors.h"
+
+namespace distgrad::autograd {
+
+namespace {
+
+// Releases the context here and tells the workers it reached, without
+// waiting for them: they release their copy and tell their own peers.
+void releaseEverywhere(int64_t context_id) {
+  auto context = ContextContainer::get().release(context_id);
+  auto agent = rpc::Agent::currentOrNull();
+  if (!context || !agent) {
+    return;
+  }
+  for (int rank : context->knownWorkers()) {
+    if (rank == agent->rank()) {
+      continue;
+    }
+    rpc::Request request;
+    request.kind = rpc::CallKind::kInternal;
+    request.target = ReleaseContext::kHandler;
+    request.args = ReleaseContext{context_id}.toArgs();
+    try {
+      agent->call(rank, std::move(request), -1);
+    } catch (const std::exception&) {
+      // A peer that is gone holds nothing any more.
+    }
+  }
+}
+
+}  // namespace
+
+void install(rpc::Agent& agent) {
+  ContextContainer::get().setRank(agent.rank());
+  agent.setCallHooks(std::make_shared<RpcRecording>());
+  DistEngine::install(agent);
+  agent.registerInternalHandler(
+      ReleaseContext::kHandler, [](int src, std::vector<c10::IValue> args) {
+        releaseEverywhere(ReleaseContext::fromArgs(args).context_id);
+        auto done = c10::make_intrusive<c10::ivalue::Future>(c10::NoneType::get());
+        done->markCompleted(c10::IValue());
+        return done;
+      });
+}
+
+void uninstall() {
+  ContextContainer::get().clear();
+}
+
+int64_t enterContext() {
+  int64_t current = currentContextId();
+  if (current != kNoContext) {
+    throw DistError("distributed autograd context " + std::to_string(current) +
+                    " is already current on this thread; contexts cannot be nested");
+  }
+  auto context = ContextContainer::get().create();
+  pushCurrentContext(context->id());
+  return context->id();
+}
+
+void exitContext(int64_t context_id) {
+  if (currentContextId() == context_id) {
+    popCurrentContext();
+  }
+  releaseEverywhere(context_id);
+}
+
+c10::Dict<at::Tensor, at::Tensor> getGradients(int64_t context_id) {
+  return ContextContainer::get().retrieve(context_id)->gradients();
+}
+
+std::map<std::string, int64_t> debugInfo() {
+  return {
+      {"num_autograd_contexts", static_cast<int64_t>(ContextContainer::get().size())},
+      {"num_current_backward_passes", BackwardPass::numRunning()},
+  };
+}
+
+}  // namespace distgrad::autograd

@@ -1,0 +1,18 @@
+#include "autograd/send_rpc_backward.h"
+
+#include <torch/csrc/autograd/variable.h>
+
+namespace distgrad::autograd {
+
+SendRpcBackward::SendRpcBackward(const std::vector<at::Tensor>& sent) {
+  for (const auto& t : sent) {
+    add_input_metadata(t);
+    add_next_edge(torch::autograd::impl::gradient_edge(t));
+  }
+}
+
+torch::autograd::variable_list SendRpcBackward::apply(torch::autograd::variable_list&& grads) {
+  return std::move(grads);
+}
+
+}  // namespace distgrad::autograd

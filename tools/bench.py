@@ -1,0 +1,483 @@
+"""Side-by-side benchmark of distgrad.rpc and torch.distributed.rpc (TensorPipe).
+
+    .venv/bin/python tools/bench.py [--iters N] [--only NAME ...] [--json PATH]
+                                    [--backend distgrad|torch|torch_tcp ...] [--markdown]
+
+Every measurement is a function registered with @measurement. It runs inside
+rank 0 of a job of local worker processes and receives an ``Api``: the rpc
+module of one backend (``rpc_sync``, ``rpc_async``, ...) plus the names of
+the workers. The same function runs once on a distgrad job and once on a
+torch.distributed.rpc job; the other ranks only serve requests. Results are
+printed side by side with the ratio torch/distgrad of the medians (above 1:
+distgrad is faster).
+
+Adding a row: write a function ``fn(api, iters) -> list of ns`` (use
+``time_calls``) and decorate it with ``@measurement(name, title, ...)``.
+``world_size`` picks the size of the job it runs in: measurements with the
+same world size share one job per backend. Functions that must run on the
+callee go in tools/bench_fns.py (see there why).
+"""
+
+import argparse
+import importlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import queue
+import socket
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+# tools/ is sys.path[0] when this file runs as a script, and the spawned
+# workers inherit that path, so every process imports the same module.
+import bench_fns
+
+# Seconds. Generous: a job on a loaded 2-core machine can be slow to start,
+# and a 16 MiB call on a slow runtime takes a while; a hang still ends.
+RPC_TIMEOUT = 120.0
+# Upper bound on one job (start-up, all its measurements, shutdown).
+JOB_TIMEOUT = 1800.0
+
+
+def worker_name(rank):
+    return f"worker{rank}"
+
+
+# --------------------------------------------------------------------------
+# Backends: how a process joins a job, and which modules a measurement uses.
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    init: Callable  # (rank, world_size, init_method, num_worker_threads) -> rpc module
+    autograd_module: str  # imported lazily: distgrad.autograd may not exist yet
+
+
+def _init_distgrad(rank, world_size, init_method, num_worker_threads):
+    import distgrad.rpc as rpc
+
+    rpc.init_rpc(
+        worker_name(rank), rank, world_size, init_method=init_method,
+        timeout=RPC_TIMEOUT, num_worker_threads=num_worker_threads,
+    )
+    return rpc
+
+
+def _init_torch(rank, world_size, init_method, num_worker_threads, **tensorpipe_options):
+    import torch.distributed.rpc as rpc
+
+    # torch's own TensorPipe start-up (an all_gather_object on a bare Gloo
+    # group) triggers this deprecation warning on every worker: not ours.
+    warnings.filterwarnings("ignore", message="You are using a Backend .* as a ProcessGroup")
+
+    options = rpc.TensorPipeRpcBackendOptions(
+        init_method=init_method, num_worker_threads=num_worker_threads, rpc_timeout=RPC_TIMEOUT,
+        **tensorpipe_options,
+    )
+    rpc.init_rpc(
+        worker_name(rank), rank=rank, world_size=world_size,
+        backend=rpc.BackendType.TENSORPIPE, rpc_backend_options=options,
+    )
+    return rpc
+
+
+def _init_torch_tcp(rank, world_size, init_method, num_worker_threads):
+    # TensorPipe's defaults pick its shared-memory transport and cross-memory
+    # (process_vm_readv) channel between processes of one machine; this
+    # variant forces plain TCP sockets, the only path distgrad has, to tell
+    # the cost of the runtime apart from the cost of the wire.
+    return _init_torch(rank, world_size, init_method, num_worker_threads,
+                       _transports=["uv"], _channels=["basic"])
+
+
+BACKENDS = {
+    "distgrad": Backend("distgrad", _init_distgrad, "distgrad.autograd"),
+    "torch": Backend("torch", _init_torch, "torch.distributed.autograd"),
+    "torch_tcp": Backend("torch_tcp", _init_torch_tcp, "torch.distributed.autograd"),
+}
+DEFAULT_BACKENDS = ("distgrad", "torch")
+REFERENCE = "distgrad"  # ratios are <other backend>/distgrad
+
+
+class Api:
+    """What a measurement sees: the calls of one backend's rpc module, with
+    the same signatures on both (rpc_sync(to, func, args, kwargs, timeout),
+    rpc_async(...)), the worker names, and its distributed autograd module."""
+
+    def __init__(self, backend, rpc, world_size):
+        self.backend = backend.name
+        self.rpc = rpc
+        self.rpc_sync = rpc.rpc_sync
+        self.rpc_async = rpc.rpc_async
+        self.world_size = world_size
+        self.workers = [worker_name(r) for r in range(world_size)]
+        self._autograd_module = backend.autograd_module
+
+    @property
+    def autograd(self):
+        """distgrad.autograd or torch.distributed.autograd."""
+        return importlib.import_module(self._autograd_module)
+
+
+# --------------------------------------------------------------------------
+# The registry of measurements.
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    title: str
+    fn: Callable  # (api, iters) -> list of per-iteration durations in ns
+    world_size: int
+    iters_scale: float  # this measurement runs max(MIN_ITERS, iters_scale * --iters) iterations
+    bytes_per_iter: Optional[int]  # bytes moved per iteration, both directions, for MB/s
+
+    def iterations(self, iters):
+        return max(MIN_ITERS, round(iters * self.iters_scale))
+
+
+MIN_ITERS = 10
+MEASUREMENTS = {}
+
+
+def measurement(name, title, world_size=2, iters_scale=1.0, bytes_per_iter=None):
+    """Registers fn(api, iters) as a row of the table."""
+
+    def register(fn):
+        if name in MEASUREMENTS:
+            raise ValueError(f"measurement {name!r} is registered twice")
+        MEASUREMENTS[name] = Measurement(name, title, fn, world_size, iters_scale, bytes_per_iter)
+        return fn
+
+    return register
+
+
+def time_calls(call, iters, warmup=None):
+    """Runs call() ``warmup`` times untimed (default: a tenth of iters, at
+    least 5), then ``iters`` times, and returns each duration in ns."""
+    if warmup is None:
+        warmup = max(5, iters // 10)
+    for _ in range(warmup):
+        call()
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(iters):
+        start = clock()
+        call()
+        samples.append(clock() - start)
+    return samples
+
+
+# --------------------------------------------------------------------------
+# Measurements. Each runs in rank 0; worker1 is the peer.
+
+SMALL = (3, 3)
+BULK_BYTES = 16 * 1024 * 1024
+
+
+@measurement("add_builtin", "rpc_sync torch.add, 3x3 float")
+def add_builtin(api, iters):
+    t = torch.ones(SMALL)
+    return time_calls(lambda: api.rpc_sync(api.workers[1], torch.add, args=(t, t)), iters)
+
+
+@measurement("add_script", "rpc_sync TorchScript local_add, 3x3 float")
+def add_script(api, iters):
+    t = torch.ones(SMALL)
+    return time_calls(lambda: api.rpc_sync(api.workers[1], bench_fns.local_add, args=(t, t)), iters)
+
+
+@measurement("add_python", "rpc_sync Python py_add, 3x3 float")
+def add_python(api, iters):
+    t = torch.ones(SMALL)
+    return time_calls(lambda: api.rpc_sync(api.workers[1], bench_fns.py_add, args=(t, t)), iters)
+
+
+# 16 MiB rows: far fewer iterations (each is a few ms to tens of ms), same
+# payload both ways, so the throughput counts 2 x 16 MiB per round trip.
+@measurement("bulk_python", "16 MiB round trip, Python identity", iters_scale=1 / 20,
+             bytes_per_iter=2 * BULK_BYTES)
+def bulk_python(api, iters):
+    t = torch.randn(BULK_BYTES // 4)
+    return time_calls(lambda: api.rpc_sync(api.workers[1], bench_fns.identity, args=(t,)), iters)
+
+
+# torch.detach is a builtin that returns its input without copying it, so this
+# is the same round trip without the Python (pickle, GIL) path on either side.
+@measurement("bulk_builtin", "16 MiB round trip, builtin torch.detach", iters_scale=1 / 20,
+             bytes_per_iter=2 * BULK_BYTES)
+def bulk_builtin(api, iters):
+    t = torch.randn(BULK_BYTES // 4)
+    return time_calls(lambda: api.rpc_sync(api.workers[1], torch.detach, args=(t,)), iters)
+
+
+# --------------------------------------------------------------------------
+# Running one job: world_size processes of one backend.
+
+
+def free_port():
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_main(backend_name, rank, world_size, port, num_worker_threads, names, iters, results):
+    """Body of every process of a job. Rank 0 runs the measurements named in
+    ``names`` and puts ("results", {name: samples}) on ``results``; the other
+    ranks only serve until rank 0 shuts the job down. A measurement that
+    raises gets its traceback (a str) instead of samples; any other failure
+    is put there as ("error", rank, traceback)."""
+    try:
+        backend = BACKENDS[backend_name]
+        rpc = backend.init(rank, world_size, f"tcp://127.0.0.1:{port}", num_worker_threads)
+        if rank == 0:
+            api = Api(backend, rpc, world_size)
+            samples = {}
+            for name in names:
+                m = MEASUREMENTS[name]
+                try:
+                    samples[name] = m.fn(api, m.iterations(iters))
+                except Exception:  # noqa: BLE001 - one failing row must not cost the others
+                    samples[name] = traceback.format_exc()
+            results.put(("results", samples))
+        # Graceful: the serving ranks block here until rank 0 is done.
+        rpc.shutdown()
+    except BaseException:  # noqa: BLE001 - reported to the parent, which decides
+        results.put(("error", rank, traceback.format_exc()))
+        sys.exit(1)
+
+
+class JobError(RuntimeError):
+    pass
+
+
+def run_job(backend_name, world_size, names, iters, num_worker_threads):
+    """Starts a job of world_size fresh processes, returns rank 0's samples.
+    Every process it started has exited (or been killed) when it returns."""
+    # spawn, not fork: each worker starts clean (no inherited torch threads
+    # or state from this process or from the previous job).
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    port = free_port()
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(backend_name, rank, world_size, port, num_worker_threads,
+                  names if rank == 0 else [], iters, results),
+            name=f"bench-{backend_name}-{rank}",
+        )
+        for rank in range(world_size)
+    ]
+    for p in processes:
+        p.start()
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT
+        samples = None
+        while samples is None:
+            try:
+                message = results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in dead)
+                    raise JobError(f"{backend_name}: a worker died without reporting ({codes})")
+                if time.monotonic() > deadline:
+                    raise JobError(f"{backend_name}: no result after {JOB_TIMEOUT} s")
+                continue
+            if message[0] == "error":
+                raise JobError(f"{backend_name}: rank {message[1]} failed:\n{message[2]}")
+            samples = message[1]
+        # The job is measured; now it should also shut down cleanly. Once a
+        # worker has died, a graceful shutdown can only wait for its timeout:
+        # stop waiting then (the finally below kills what is left).
+        deadline = time.monotonic() + RPC_TIMEOUT
+        while time.monotonic() < deadline and any(p.exitcode is None for p in processes):
+            if any(p.exitcode not in (None, 0) for p in processes):
+                break
+            time.sleep(0.05)
+        stuck = [p.name for p in processes if p.exitcode is None]
+        failed = [f"{p.name} ({p.exitcode})" for p in processes if p.exitcode not in (None, 0)]
+        if stuck or failed:
+            errors = []
+            while True:
+                try:
+                    errors.append(results.get_nowait())
+                except queue.Empty:
+                    break
+            detail = "".join(f"\nrank {e[1]}:\n{e[2]}" for e in errors if e[0] == "error")
+            print(f"warning: {backend_name} job did not shut down cleanly "
+                  f"(stuck: {stuck or 'none'}, failed: {failed or 'none'}){detail}", file=sys.stderr)
+        return samples
+    finally:
+        for p in processes:
+            if p.is_alive():
+                p.kill()
+            p.join(timeout=10)
+
+
+# --------------------------------------------------------------------------
+# Statistics and output.
+
+
+def summarize(samples, bytes_per_iter):
+    ordered = sorted(samples)
+    n = len(ordered)
+
+    def percentile(q):  # nearest rank
+        return ordered[max(0, math.ceil(q * n) - 1)]
+
+    stats = {
+        "iters": n,
+        "median_us": percentile(0.5) / 1e3,
+        "p90_us": percentile(0.9) / 1e3,
+        "min_us": ordered[0] / 1e3,
+        "mean_us": sum(ordered) / n / 1e3,
+    }
+    if bytes_per_iter:
+        # MB = 10^6 bytes; both directions counted.
+        stats["median_MBps"] = bytes_per_iter / (stats["median_us"] * 1e-6) / 1e6
+    return stats
+
+
+def _fmt_time(us):
+    return f"{us / 1e3:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def format_table(rows, backends, markdown=False):
+    """rows: [(measurement, {backend: stats})]. One column pair (median,
+    p90) per backend, MB/s per backend if a row moves bulk data, and the
+    ratio other/distgrad of the medians for every other backend (above 1:
+    distgrad is faster)."""
+    others = [b for b in backends if b != REFERENCE] if REFERENCE in backends else []
+    has_bulk = any(m.bytes_per_iter for m, _ in rows)
+    header = ["measurement"]
+    for b in backends:
+        header += [f"{b} median", f"{b} p90"]
+    if has_bulk:
+        header += [f"{b} MB/s" for b in backends]
+    header += [f"{b}/{REFERENCE}" for b in others]
+    table = []
+    for m, by_backend in rows:
+        line = [m.title]
+        for b in backends:
+            s = by_backend.get(b)
+            line += [_fmt_time(s["median_us"]), _fmt_time(s["p90_us"])] if s else ["-", "-"]
+        if has_bulk:
+            for b in backends:
+                s = by_backend.get(b)
+                line.append(f"{s['median_MBps']:.0f}" if s and "median_MBps" in s else "")
+        ref = by_backend.get(REFERENCE)
+        for b in others:
+            s = by_backend.get(b)
+            line.append(f"{s['median_us'] / ref['median_us']:.2f}x" if s and ref else "-")
+        table.append(line)
+    if markdown:
+        out = ["| " + " | ".join(header) + " |",
+               "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
+        out += ["| " + " | ".join(line) + " |" for line in table]
+        return "\n".join(out)
+    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table])
+
+
+def machine_description():
+    return {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=int, default=5000,
+                        help="timed iterations of the small-message rows; the 16 MiB rows run 1/20 of it "
+                             f"(at least {MIN_ITERS}); a tenth more is run first as warm-up (default 5000)")
+    parser.add_argument("--only", action="append", metavar="NAME", choices=sorted(MEASUREMENTS),
+                        help="run only this measurement (repeatable): " + ", ".join(MEASUREMENTS))
+    parser.add_argument("--backend", action="append", choices=list(BACKENDS),
+                        help="run this backend (repeatable; default: " + " and ".join(DEFAULT_BACKENDS)
+                             + "; torch_tcp is TensorPipe restricted to TCP sockets)")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="num_worker_threads of every worker, on both backends (default 4)")
+    parser.add_argument("--json", metavar="PATH", help="write raw samples and statistics to PATH")
+    parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    args = parser.parse_args(argv)
+
+    selected = [MEASUREMENTS[n] for n in (args.only or MEASUREMENTS)]
+    backends = [b for b in BACKENDS if b in (args.backend or DEFAULT_BACKENDS)]
+
+    # One job per (world size, backend). The backends run one after the
+    # other, never at the same time: the machine has 2 cores, and two jobs
+    # running at once would measure each other's scheduling, not the RPCs.
+    by_world_size = {}
+    for m in selected:
+        by_world_size.setdefault(m.world_size, []).append(m)
+    stats = {m.name: {} for m in selected}
+    raw = {m.name: {} for m in selected}
+    failures = []
+    for world_size, group in by_world_size.items():
+        names = [m.name for m in group]
+        for backend in backends:
+            print(f"running {backend}, {world_size} workers: {', '.join(names)}", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            try:
+                samples = run_job(backend, world_size, names, args.iters, args.threads)
+            except JobError as error:
+                # Keep going: the other backends and groups still give figures.
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                failures.append(str(error))
+                continue
+            print(f"  done in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+            for m in group:
+                if isinstance(samples[m.name], str):
+                    print(f"error: {m.name} on {backend} failed:\n{samples[m.name]}", file=sys.stderr)
+                    failures.append(f"{m.name} on {backend}")
+                    continue
+                raw[m.name][backend] = samples[m.name]
+                stats[m.name][backend] = summarize(samples[m.name], m.bytes_per_iter)
+
+    machine = machine_description()
+    print(f"{machine['cpus']} CPUs, torch {machine['torch']}, Python {machine['python']}, "
+          f"--iters {args.iters}, {args.threads} worker threads")
+    print(format_table([(m, stats[m.name]) for m in selected], backends, markdown=args.markdown))
+
+    if args.json:
+        document = {
+            "machine": machine,
+            "options": {"iters": args.iters, "threads": args.threads, "backends": backends},
+            "failures": failures,
+            "measurements": {
+                m.name: {
+                    "title": m.title, "world_size": m.world_size, "bytes_per_iter": m.bytes_per_iter,
+                    "stats": stats[m.name], "samples_ns": raw[m.name],
+                }
+                for m in selected
+            },
+        }
+        with open(args.json, "w") as f:
+            json.dump(document, f, indent=1)
+        print(f"raw results written to {args.json}", file=sys.stderr)
+    if failures:
+        print(f"failed (shown as '-'): {'; '.join(f.splitlines()[0] for f in failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

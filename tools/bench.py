@@ -394,6 +394,26 @@ def format_table(rows, backends, markdown=False):
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table])
 
 
+def cpu_busy_fraction(seconds=1.0):
+    """How busy all CPUs were over the next ``seconds`` (0..1), from
+    /proc/stat; None where there is no /proc/stat. Unlike the load average,
+    this does not remember the previous run."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return idle, sum(values)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except OSError:
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
 def machine_description():
     return {
         "cpus": os.cpu_count(),
@@ -418,6 +438,13 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="write raw samples and statistics to PATH")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
     args = parser.parse_args(argv)
+
+    # On 2 cores, anything else running (a compiler, a test suite) shows up
+    # directly in the figures: say so rather than print them silently.
+    busy = cpu_busy_fraction()
+    if busy is not None and busy > 0.15:
+        print(f"warning: the CPUs were {busy:.0%} busy just before starting; figures will be noisy",
+              file=sys.stderr, flush=True)
 
     selected = [MEASUREMENTS[n] for n in (args.only or MEASUREMENTS)]
     backends = [b for b in BACKENDS if b in (args.backend or DEFAULT_BACKENDS)]
@@ -453,8 +480,10 @@ def main(argv=None):
                 stats[m.name][backend] = summarize(samples[m.name], m.bytes_per_iter)
 
     machine = machine_description()
+    machine["cpu_busy_before_start"] = busy
+    busy_note = f", CPUs {busy:.0%} busy before start" if busy is not None else ""
     print(f"{machine['cpus']} CPUs, torch {machine['torch']}, Python {machine['python']}, "
-          f"--iters {args.iters}, {args.threads} worker threads")
+          f"--iters {args.iters}, {args.threads} worker threads{busy_note}")
     print(format_table([(m, stats[m.name]) for m in selected], backends, markdown=args.markdown))
 
     if args.json:

@@ -48,13 +48,14 @@ struct BackwardPass::Task {
 
 BackwardPass::BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Context> context,
                            std::string worker_name, GradientSender send_gradients,
-                           const torch::autograd::edge_list& root_edges,
+                           Offload offload, const torch::autograd::edge_list& root_edges,
                            const std::vector<c10::intrusive_ptr<SendRpcBackward>>& send_nodes)
     : id_(id),
       retain_graph_(retain_graph),
       context_(std::move(context)),
       worker_name_(std::move(worker_name)),
-      send_gradients_(std::move(send_gradients)) {
+      send_gradients_(std::move(send_gradients)),
+      offload_(std::move(offload)) {
   std::vector<Node*> stack;
   std::unordered_set<Node*> seen;
   auto visit = [&](Node* node) {
@@ -111,7 +112,7 @@ FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
       }
     }
   }
-  drain(task);
+  drain(task, std::nullopt);
   return task->done;
 }
 
@@ -129,13 +130,19 @@ FuturePtr BackwardPass::runFromSendNode(int64_t message_id, variable_list grads)
     context_->removeSendNode(message_id);
   }
   task->ready.emplace_back(node, std::move(grads));
-  drain(task);
+  constexpr auto kInlineBudget = std::chrono::microseconds(200);
+  drain(task, std::chrono::steady_clock::now() + kInlineBudget);
   return task->done;
 }
 
-void BackwardPass::drain(const std::shared_ptr<Task>& task) {
+void BackwardPass::drain(const std::shared_ptr<Task>& task,
+                         std::optional<std::chrono::steady_clock::time_point> deadline) {
   c10::AutoGradMode no_grad(false);
   while (!task->ready.empty()) {
+    if (deadline && std::chrono::steady_clock::now() > *deadline) {
+      offload_([self = shared_from_this(), task] { self->drain(task, std::nullopt); });
+      return;
+    }
     if (auto failed = error()) {
       fail(task, failed);
       return;

@@ -9,6 +9,8 @@
 #include <torch/csrc/autograd/input_buffer.h>
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -45,9 +47,11 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   // them has.
   using GradientSender = std::function<FuturePtr(
       const BackwardPass& pass, const RecvRpcBackward& node, torch::autograd::variable_list grads)>;
+  // Runs work on another thread (a pool).
+  using Offload = std::function<void(std::function<void()>)>;
 
   BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Context> context,
-               std::string worker_name, GradientSender send_gradients,
+               std::string worker_name, GradientSender send_gradients, Offload offload,
                const torch::autograd::edge_list& root_edges,
                const std::vector<c10::intrusive_ptr<SendRpcBackward>>& send_nodes);
 
@@ -62,6 +66,8 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
                          const torch::autograd::edge_list& root_edges);
 
   // A peer's task: the gradients for the send node recorded as message_id.
+  // It starts on the calling thread (a reader thread, to save a thread hop)
+  // and moves to offload once it has run for a while.
   FuturePtr runFromSendNode(int64_t message_id, torch::autograd::variable_list grads);
 
   // Number of passes with a task under way in this process.
@@ -72,7 +78,9 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   using NodePtr = c10::intrusive_ptr<torch::autograd::Node>;
 
   std::shared_ptr<Task> newTask();
-  void drain(const std::shared_ptr<Task>& task);
+  // Runs task's ready nodes; past deadline (if any) the rest is offloaded.
+  void drain(const std::shared_ptr<Task>& task,
+             std::optional<std::chrono::steady_clock::time_point> deadline);
   void execute(const std::shared_ptr<Task>& task, const NodePtr& node,
                torch::autograd::variable_list inputs);
   void sendToPeer(const std::shared_ptr<Task>& task, RecvRpcBackward& node,
@@ -91,6 +99,7 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   const std::shared_ptr<Context> context_;
   const std::string worker_name_;
   const GradientSender send_gradients_;
+  const Offload offload_;
 
   mutable std::mutex mu_;  // guards dependencies_, buffers_, error_
   std::unordered_map<torch::autograd::Node*, int> dependencies_;

@@ -48,7 +48,8 @@ void install(rpc::Agent& agent) {
         auto done = c10::make_intrusive<c10::ivalue::Future>(c10::NoneType::get());
         done->markCompleted(c10::IValue());
         return done;
-      });
+      },
+      rpc::Agent::HandlerThread::kReader);
 }
 
 void uninstall() {

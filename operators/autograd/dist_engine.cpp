@@ -34,8 +34,11 @@ std::shared_ptr<BackwardPass> makePass(
     const std::vector<c10::intrusive_ptr<SendRpcBackward>>& send_nodes) {
   auto agent = rpc::Agent::currentOrNull();
   std::string worker = agent ? agent->self().name : "local";
+  auto offload = [](std::function<void()> work) {
+    rpc::Agent::current()->pool().run(std::move(work));
+  };
   return std::make_shared<BackwardPass>(pass_id, retain_graph, context, worker, &sendGradients,
-                                        root_edges, send_nodes);
+                                        offload, root_edges, send_nodes);
 }
 
 void checkRoots(const std::vector<at::Tensor>& roots) {
@@ -66,7 +69,10 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
     return makePass(pass_id, retain_graph, context, root_edges, send_nodes);
   });
   FuturePtr done = pass->runFromRoots(roots, root_edges);
-  done->waitAndThrow();
+  rpc::Agent::wait(done);
+  if (done->hasError()) {
+    std::rethrow_exception(done->exception_ptr());
+  }
 }
 
 void DistEngine::install(rpc::Agent& agent) {
@@ -78,7 +84,8 @@ void DistEngine::install(rpc::Agent& agent) {
           return makePass(message.pass_id, message.retain_graph, context, {}, send_nodes);
         });
         return pass->runFromSendNode(message.message_id, std::move(message.grads));
-      });
+      },
+      rpc::Agent::HandlerThread::kReader);
 }
 
 }  // namespace distgrad::autograd

@@ -117,8 +117,9 @@ const WorkerInfo& Agent::worker(int rank) const {
   return workers_[rank];
 }
 
-void Agent::registerInternalHandler(const std::string& name, InternalHandler handler) {
-  internal_handlers_[name] = std::move(handler);
+void Agent::registerInternalHandler(const std::string& name, InternalHandler handler,
+                                    HandlerThread thread) {
+  internal_handlers_[name] = {std::move(handler), thread};
 }
 
 void Agent::setCallHooks(std::shared_ptr<CallHooks> hooks) {
@@ -179,6 +180,15 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   return future;
 }
 
+void Agent::wait(const FuturePtr& future) {
+  constexpr auto kPollFor = std::chrono::microseconds(100);
+  auto until = std::chrono::steady_clock::now() + kPollFor;
+  while (!future->completed() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::yield();
+  }
+  future->wait();
+}
+
 std::optional<Agent::PendingCall> Agent::takePending(uint64_t id) {
   std::lock_guard<std::mutex> lock(pending_mu_);
   auto it = pending_.find(id);
@@ -216,7 +226,7 @@ void Agent::onRequest(int src, transport::Message&& message) {
     if (hooks_ && request->kind != CallKind::kInternal) {
       scope = hooks_->onReceiveRequest(src, request->extension, message.tensors);
     }
-    pool_.run([this, src, id, request, scope] {
+    auto serve = [this, src, id, request, scope] {
       FuturePtr result;
       try {
         result = execute(src, *request, scope);
@@ -233,10 +243,37 @@ void Agent::onRequest(int src, transport::Message&& message) {
           respond(src, id, std::move(response), scope);
         }
       });
-    });
+    };
+    if (runsInline(*request, message)) {
+      serve();
+    } else {
+      pool_.run(std::move(serve));
+    }
   } catch (...) {
     respond(src, id, Response::fromException(std::current_exception(), self().name), scope);
   }
+}
+
+bool Agent::runsInline(const Request& request, const transport::Message& message) const {
+  // Running on the reader thread saves a thread hop per call, which costs
+  // as much as a loopback round trip. Only work that cannot block and is
+  // short goes there: internal handlers registered for it, and aten
+  // operators on small inputs. The rest (TorchScript, Python, other
+  // namespaces, large inputs) goes to the pool so the connection keeps
+  // being read.
+  if (request.kind == CallKind::kInternal) {
+    auto handler = internal_handlers_.find(request.target);
+    return handler != internal_handlers_.end() && handler->second.second == HandlerThread::kReader;
+  }
+  constexpr size_t kMaxInlineBytes = 64 * 1024;
+  if (request.kind != CallKind::kBuiltin || request.target.rfind("aten::", 0) != 0) {
+    return false;
+  }
+  size_t bytes = 0;
+  for (const auto& t : message.tensors) {
+    bytes += t.nbytes();
+  }
+  return bytes <= kMaxInlineBytes;
 }
 
 FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallScope>& scope) {
@@ -267,7 +304,7 @@ FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallSc
       auto handler = internal_handlers_.find(request.target);
       TORCH_CHECK(handler != internal_handlers_.end(), "unknown internal request '",
                   request.target, "'");
-      return handler->second(src, std::move(request.args));
+      return handler->second.first(src, std::move(request.args));
     }
   }
   TORCH_CHECK(false, "unknown request kind");

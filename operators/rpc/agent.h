@@ -52,9 +52,13 @@ using FuturePtr = c10::intrusive_ptr<c10::ivalue::Future>;
 // that hands results to users completes its own future from pool().
 class Agent {
  public:
-  // Runs an internal request (CallKind::kInternal) on a pool thread; the
-  // returned future's value becomes the response.
+  // Runs an internal request (CallKind::kInternal); the returned future's
+  // value becomes the response.
   using InternalHandler = std::function<FuturePtr(int src, std::vector<c10::IValue> args)>;
+  // Where an internal handler runs: on a pool thread, or on the reader
+  // thread that received the request (saving a thread hop; the handler must
+  // then never block, and hand long work to pool()).
+  enum class HandlerThread { kPool, kReader };
   // Finds a TorchScript function by qualified name ("__torch__.pkg.fn"), or
   // throws c10::ValueError. Called on pool threads.
   using ScriptFunctionResolver = std::function<torch::jit::Function*(const std::string&)>;
@@ -94,8 +98,14 @@ class Agent {
   // rank, tensors that cannot travel) throw here instead.
   FuturePtr call(int dst, Request request, double timeout_seconds);
 
+  // Waits for future, first polling it for a short while: a reply on a
+  // local network typically arrives within tens of microseconds, and being
+  // woken from a blocking wait costs about as much again.
+  static void wait(const FuturePtr& future);
+
   // Configuration by the layers above; set before requests arrive.
-  void registerInternalHandler(const std::string& name, InternalHandler handler);
+  void registerInternalHandler(const std::string& name, InternalHandler handler,
+                               HandlerThread thread = HandlerThread::kPool);
   void setCallHooks(std::shared_ptr<CallHooks> hooks);
   void setScriptFunctionResolver(ScriptFunctionResolver resolver);
   void setPythonCallRunner(PythonCallRunner runner);
@@ -131,6 +141,7 @@ class Agent {
   void onResponse(int src, transport::Message&& message);
   void onPeerLost(int rank, const std::string& reason);
 
+  bool runsInline(const Request& request, const transport::Message& message) const;
   FuturePtr execute(int src, Request& request, const std::shared_ptr<CallScope>& scope);
   void respond(int src, uint64_t id, Response response, const std::shared_ptr<CallScope>& scope);
   void requestFinished();
@@ -145,7 +156,7 @@ class Agent {
 
   // Set before requests arrive, then read-only.
   std::shared_ptr<CallHooks> hooks_;
-  std::unordered_map<std::string, InternalHandler> internal_handlers_;
+  std::unordered_map<std::string, std::pair<InternalHandler, HandlerThread>> internal_handlers_;
   ScriptFunctionResolver script_resolver_;
   PythonCallRunner python_runner_;
 

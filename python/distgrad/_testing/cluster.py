@@ -77,16 +77,17 @@ class Cluster:
         return self
 
     def stop(self, graceful=True):
-        """Leaves the job and waits (up to 30 s) for every worker process to
+        """Leaves the job and waits up to 30 s for every worker process to
         exit, killing those still running. With graceful=True (impossible, and
         so not attempted, once a worker was killed) all workers shut down
-        together, and a worker that does not exit with code 0 raises
-        AssertionError quoting its log."""
+        together (each step may take 15 s), and a worker that does not exit
+        with code 0 raises AssertionError quoting its log."""
         graceful = graceful and not self._killed
         try:
-            distgrad.rpc.shutdown(graceful=graceful, timeout=30.0)
-        except BaseException:
+            distgrad.rpc.shutdown(graceful=graceful, timeout=15.0)
+        except BaseException as error:
             self._kill_all()
+            error.add_note(f"the worker logs are in {self.log_dir}")
             raise
         if not graceful:
             self._kill_all()

@@ -1,12 +1,14 @@
 """Python functions the tests run on other workers. They travel pickled by
 reference, so they must live in a module every worker can import."""
 
+import os
 import pathlib
 import pickle
 import time
 
 import torch
 
+import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 
 
@@ -96,3 +98,184 @@ def listening_address(rank):
 
 def job_secret():
     return rpc._job.rendezvous.store.get("distgrad/secret").decode()
+
+
+# Distributed autograd ---------------------------------------------------------
+#
+# The functions below take a `call(dst, func, *args)` argument for the calls
+# they make to other workers: rpc_call runs them across the job, local_call
+# runs the same computation in this process, which is the reference the
+# tests compare gradients with.
+
+
+def rpc_call(dst, func, *args):
+    """func(*args) on worker dst, by rpc_sync."""
+    return rpc.rpc_sync(dst, func, args)
+
+
+def local_call(dst, func, *args):
+    """func(*args) here, whatever dst: the reference computation."""
+    return func(*args)
+
+
+# Leaves that live on every worker, with the same values everywhere: a worker
+# using them in a call holds their gradients in its copy of the context.
+PARAMS = {
+    "w": torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], requires_grad=True),
+    "b": torch.tensor([0.125, -0.5, 3.0], requires_grad=True),
+    "hooked": torch.tensor([1.0, -2.0, 0.5], requires_grad=True),
+}
+_param_hooks = []
+
+
+def param_gradient(context_id, name):
+    """The gradient this worker holds for PARAMS[name] in context_id, or None."""
+    for leaf, grad in dist_autograd.get_gradients(context_id).items():
+        if leaf is PARAMS[name]:
+            return grad
+    return None
+
+
+def param_dot_grads():
+    """The .grad of every parameter (distributed backward must leave them None)."""
+    return {name: p.grad for name, p in PARAMS.items()}
+
+
+def scale_and_shift(x):
+    """x (2x3) times PARAMS["w"] plus PARAMS["b"]."""
+    return x * PARAMS["w"] + PARAMS["b"]
+
+
+def get_param(name):
+    return PARAMS[name]
+
+
+def several_outputs(x):
+    """Four results of which callers may use only some."""
+    return x * 2, x * PARAMS["w"], PARAMS["b"] * 3, (x * x).sum()
+
+
+def step(t):
+    """One hop of chain."""
+    return t * 1.5 + t.sin()
+
+
+def chain(call, route, t):
+    """step(t) here, then chain along route (worker names)."""
+    t = step(t)
+    if not route:
+        return t
+    return call(route[0], chain, call, route[1:], t)
+
+
+def via(call, middle, dst, x, y):
+    """On the middle worker: u = x * y, then torch.mul(u, x) on dst; returns
+    the product plus u (so both the nested call and the local use of u carry
+    gradients back)."""
+    u = x * y
+    return call(dst, torch.mul, u, x) + u
+
+
+def fan_out(call, left, right, t):
+    """A diamond whose branches run on two other workers and meet here."""
+    a = call(left, torch.exp, t)
+    b = call(right, torch.mul, t, t)
+    return a * b
+
+
+def square(t):
+    """t * t: a backward that needs tensors saved on this worker."""
+    return t * t
+
+
+def requires_grad_of(*tensors):
+    return [t.requires_grad for t in tensors]
+
+
+class FailingBackward(torch.autograd.Function):
+    """The identity, whose backward raises ValueError."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise ValueError("boom from backward")
+
+
+def fail_in_backward(route, t):
+    """Passes t * 2 along route; the last worker applies FailingBackward."""
+    t = t * 2
+    if route:
+        return rpc.rpc_sync(route[0], fail_in_backward, (route[1:], t))
+    return FailingBackward.apply(t)
+
+
+def double_grad_of_intermediate(t):
+    """(t * 3) * t, with a hook doubling the gradient of the intermediate t * 3."""
+    y = t * 3
+    y.register_hook(lambda grad: grad * 2)
+    return y * t
+
+
+def hook_param(name):
+    """Adds a hook doubling the gradient of PARAMS[name] (see unhook_params)."""
+    _param_hooks.append(PARAMS[name].register_hook(lambda grad: grad * 2))
+
+
+def unhook_params():
+    while _param_hooks:
+        _param_hooks.pop().remove()
+
+
+def open_context():
+    """Opens a context on this worker: returns its id, current_context_id()
+    inside and after the block."""
+    with dist_autograd.context() as context_id:
+        inside = dist_autograd.current_context_id()
+    return context_id, inside, dist_autograd.current_context_id()
+
+
+def current_contexts(route):
+    """current_context_id() on this worker and on each worker of route, in turn."""
+    here = dist_autograd.current_context_id()
+    if not route:
+        return [here]
+    return [here, *rpc.rpc_sync(route[0], current_contexts, (route[1:],))]
+
+
+def rss_bytes():
+    """Resident set size of this process."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def train_leaves(seed):
+    """The leaves of a train step, made from seed."""
+    base = torch.arange(6, dtype=torch.float64).reshape(2, 3) / 8
+    return [(base + seed).requires_grad_(), (base * (seed % 5 + 1) - 1).requires_grad_()]
+
+
+def train_forward(call, peers, x, y):
+    """A step that goes through each worker of peers and back."""
+    u = call(peers[0], torch.mul, x, y)
+    v = call(peers[1], step, u + x)
+    return (v * y).sum()
+
+
+def train_step(peers, seed):
+    """A parameter-server style step run by this worker: opens a context,
+    runs train_forward across peers, runs backward, returns the gradients of
+    the leaves."""
+    leaves = train_leaves(seed)
+    with dist_autograd.context() as context_id:
+        loss = train_forward(rpc_call, peers, *leaves)
+        dist_autograd.backward(context_id, [loss])
+        grads = dist_autograd.get_gradients(context_id)
+        return [grads[leaf] for leaf in leaves]
+
+
+def mul_sin(t1, t2):
+    """The Python twin of tests.script_fns.mul_sin."""
+    return t1 * torch.sin(t2)

@@ -31,3 +31,9 @@ def check_positive(t: torch.Tensor) -> torch.Tensor:
     if bool((t <= 0).any()):
         raise ValueError("expected positive values")
     return t
+
+
+@torch.jit.script
+def mul_sin(t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
+    """A backward that needs tensors saved on the worker running it."""
+    return t1 * torch.sin(t2)

@@ -17,38 +17,73 @@ using rpc::Request;
 namespace {
 
 // Finds a TorchScript function in the Python compilation unit; if it is not
-// there, imports the longest importable module prefix of its name (with the
-// GIL) and looks again.
-Agent::ScriptFunctionResolver scriptFunctionResolver() {
-  std::shared_ptr<torch::jit::CompilationUnit> cu = torch::jit::get_python_cu();
-  return [cu](const std::string& name) -> torch::jit::Function* {
-    c10::QualifiedName qualname(name);
-    if (auto* fn = cu->find_function(qualname)) {
-      return fn;
-    }
+// there, imports the longest importable module prefix of its name and looks
+// again. First resolutions are serialized and end with the function
+// compiled: TorchScript compiles lazily, and a second thread reaching a
+// function mid-compilation (the GIL changes hands while the compiler calls
+// back into Python) fails with RecursiveMethodCallError.
+class PythonScriptFunctions {
+ public:
+  PythonScriptFunctions() : cu_(torch::jit::get_python_cu()) {}
+
+  torch::jit::Function* operator()(const std::string& name) {
     {
-      py::gil_scoped_acquire gil;
-      std::vector<std::string> atoms = qualname.atoms();
-      for (size_t n = atoms.size() - 1; n > 1; --n) {
-        std::string module;
-        for (size_t i = 1; i < n; ++i) {
-          module += (i > 1 ? "." : "") + atoms[i];
-        }
-        try {
-          py::module::import(module.c_str());
-          break;
-        } catch (py::error_already_set& e) {
-          // Not a module; try a shorter prefix.
-        }
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = resolved_.find(name);
+      if (it != resolved_.end()) {
+        return it->second;
       }
     }
-    auto* fn = cu->find_function(qualname);
-    TORCH_CHECK_VALUE(fn != nullptr, "unknown TorchScript function '", name,
-                      "' (is it decorated with @torch.jit.script in a module importable on this "
-                      "worker?)");
+    std::lock_guard<std::mutex> resolving(resolving_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = resolved_.find(name);
+      if (it != resolved_.end()) {
+        return it->second;
+      }
+    }
+    torch::jit::Function* fn = nullptr;
+    {
+      py::gil_scoped_acquire gil;
+      c10::QualifiedName qualname(name);
+      fn = cu_->find_function(qualname);
+      if (!fn) {
+        importModuleOf(qualname);
+        fn = cu_->find_function(qualname);
+      }
+      TORCH_CHECK_VALUE(fn != nullptr, "unknown TorchScript function '", name,
+                        "' (is it decorated with @torch.jit.script in a module importable on "
+                        "this worker?)");
+      fn->ensure_defined();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    resolved_.emplace(name, fn);
     return fn;
-  };
-}
+  }
+
+ private:
+  // "__torch__.a.b.fn": tries to import a.b, then a. Called with the GIL.
+  static void importModuleOf(const c10::QualifiedName& qualname) {
+    std::vector<std::string> atoms = qualname.atoms();
+    for (size_t n = atoms.size() - 1; n > 1; --n) {
+      std::string module;
+      for (size_t i = 1; i < n; ++i) {
+        module += (i > 1 ? "." : "") + atoms[i];
+      }
+      try {
+        py::module::import(module.c_str());
+        return;
+      } catch (py::error_already_set&) {
+        // Not a module; try a shorter prefix.
+      }
+    }
+  }
+
+  const std::shared_ptr<torch::jit::CompilationUnit> cu_;
+  std::mutex resolving_mu_;  // held while resolving a name the first time, before the GIL
+  std::mutex mu_;  // guards resolved_
+  std::unordered_map<std::string, torch::jit::Function*> resolved_;
+};
 
 // Runs a pickled Python call with distgrad._python_call.run; its result
 // travels as (payload, tensors...).
@@ -249,7 +284,9 @@ void initRpcBindings(py::module& m) {
         options.default_timeout_seconds = timeout;
         auto agent = std::make_shared<Agent>(options);
         autograd::install(*agent);
-        agent->setScriptFunctionResolver(scriptFunctionResolver());
+        auto functions = std::make_shared<PythonScriptFunctions>();
+        agent->setScriptFunctionResolver(
+            [functions](const std::string& name) { return (*functions)(name); });
         agent->setPythonCallRunner(pythonCallRunner());
         int port = agent->listen(host);
         Agent::install(agent);

@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "rpc/builtin_operator.h"
 
+#include <ATen/ThreadLocalState.h>
 #include <c10/util/Exception.h>
 
 #include <sstream>
@@ -66,7 +67,15 @@ void Agent::uninstall() {
 
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)), pool_(options_.num_worker_threads) {
-  task_launcher_ = [this](std::function<void()> task) { pool_.run(std::move(task)); };
+  // Like at::launch, tasks carry the launching thread's state (grad mode,
+  // the current distributed autograd context, ...): TorchScript restores it
+  // itself for continuations after wait(), but not for forked tasks.
+  task_launcher_ = [this](std::function<void()> task) {
+    pool_.run([task = std::move(task), state = at::ThreadLocalState()] {
+      at::ThreadLocalStateGuard guard(state);
+      task();
+    });
+  };
   transport::TransportOptions transport_options;
   transport_options.rank = options_.rank;
   transport_options.world_size = options_.world_size;

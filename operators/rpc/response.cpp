@@ -4,6 +4,7 @@
 #include "rpc/wire.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/Type.h>
 
 #include <stdexcept>
 
@@ -43,6 +44,9 @@ Response Response::fromException(std::exception_ptr eptr, const std::string& wor
   } catch (const std::exception& e) {
     r.error_type = pythonTypeName(e);
     r.error_message = e.what();
+    if (r.error_message == "std::exception") {
+      r.error_message = c10::demangle(typeid(e).name());  // says more than what() here
+    }
     r.error_worker = worker;
   } catch (...) {
     r.error_type = "RuntimeError";

@@ -2,6 +2,9 @@
 op is folded away or dropped once the profiling executor has optimized a
 function (every run is checked)."""
 
+import re
+
+import expecttest
 import pytest
 import torch
 from torch.testing import FileCheck
@@ -96,3 +99,34 @@ def test_dist_backward_result_unused_is_kept(cluster):
             script_fns.dist_backward_script(context_id, (t * 3).sum())
             check_graph(torch.jit.last_executed_optimized_graph(), ["dist_autograd::dist_backward"])
             assert torch.equal(dist_autograd.get_gradients(context_id)[t], torch.full((2,), 3.0))
+
+
+def _graph_text(fn):
+    # Without the source locations, which depend on where the checkout is.
+    return re.sub(r" # \S+", "", str(fn.graph))
+
+
+class TestGraphText(expecttest.TestCase):
+    def test_remote_add_graph(self):
+        self.assertExpectedInline(_graph_text(script_fns.remote_add), """\
+graph(%t1.1 : Tensor,
+      %t2.1 : Tensor,
+      %dst.1 : str):
+  %8 : float = prim::Constant[value=-1.]()
+  %4 : str = prim::Constant[value="jit_tests.script_fns.local_add"]()
+  %7 : (Tensor, Tensor) = prim::TupleConstruct(%t1.1, %t2.1)
+  %9 : Future[Any] = dist_rpc::rpc_async(%dst.1, %4, %7, %8)
+  %10 : Any = aten::wait(%9)
+  return (%10)
+""")
+
+    def test_dist_backward_graph(self):
+        self.assertExpectedInline(_graph_text(script_fns.dist_backward_script), """\
+graph(%context_id.1 : int,
+      %loss.1 : Tensor):
+  %7 : NoneType = prim::Constant()
+  %5 : bool = prim::Constant[value=0]()
+  %4 : Tensor[] = prim::ListConstruct(%loss.1)
+   = dist_autograd::dist_backward(%context_id.1, %4, %5)
+  return (%7)
+""")

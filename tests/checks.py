@@ -1,5 +1,6 @@
 """Assertions and polling shared by the tests."""
 
+import threading
 import time
 
 import torch
@@ -40,3 +41,29 @@ def remote_message(excinfo):
     """The full message of an exception raised by an RPC (its first argument,
     since str() of a KeyError is the repr of its message)."""
     return excinfo.value.args[0]
+
+
+def run_in_threads(body, num_threads, timeout=60.0):
+    """Runs body(index) on num_threads threads started together; fails if
+    one is still running after timeout seconds and re-raises the first
+    failure."""
+    start = threading.Barrier(num_threads)
+    errors = [None] * num_threads
+
+    def target(index):
+        try:
+            start.wait()
+            body(index)
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            errors[index] = error
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(num_threads)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), f"a thread is still running after {timeout} s"
+    for error in errors:
+        if error is not None:
+            raise error

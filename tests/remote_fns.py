@@ -91,12 +91,13 @@ def call(to, func, args=(), kwargs=None, timeout=-1.0):
 
 def listening_address(rank):
     """The "host:port" worker rank accepts RPC connections on, as published
-    at the rendezvous."""
+    at the rendezvous (read through this worker's rendezvous store)."""
     _, address = pickle.loads(rpc._job.rendezvous.store.get(f"distgrad/worker/{rank}"))
     return address
 
 
 def job_secret():
+    """The job secret, read through this worker's rendezvous store."""
     return rpc._job.rendezvous.store.get("distgrad/secret").decode()
 
 

@@ -1,0 +1,100 @@
+"""Shutdown: a graceful one ends every worker process cleanly, after the
+calls in flight; a second one does nothing; a new job can follow. Each test
+runs its own job."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import distgrad
+import distgrad.rpc as rpc
+from distgrad._testing import Cluster
+from tests import remote_fns
+from tests.conftest import ROOT
+
+
+def os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_graceful_stop_ends_every_worker_with_exit_code_0():
+    torch.randn(1 << 20).sum()  # starts torch's own threads before counting
+    threads_before = os_threads()
+    job = Cluster(3, root=ROOT).start()
+    try:
+        assert rpc.rpc_sync("worker1", remote_fns.relay, (["worker2", "worker0"], torch.zeros(1)))[1] == [
+            "worker1", "worker2", "worker0"]
+    finally:
+        job.stop()
+    assert [job.returncode(rank) for rank in (1, 2)] == [0, 0]
+    # Every thread the job started in this process has ended.
+    assert os_threads() == threads_before
+
+
+def test_graceful_stop_waits_for_calls_in_flight():
+    job = Cluster(3, root=ROOT).start()
+    try:
+        futures = [
+            rpc.rpc_async("worker1", remote_fns.sleep_and_return, (0.5, "one")),
+            rpc.rpc_async("worker2", remote_fns.call, ("worker1", remote_fns.sleep_and_return, (0.5, "two"))),
+        ]
+    finally:
+        job.stop()
+    assert [f.done() for f in futures] == [True, True]
+    assert torch.futures.wait_all(futures) == ["one", "two"]
+    assert [job.returncode(rank) for rank in (1, 2)] == [0, 0]
+
+
+def test_shutdown_twice_is_harmless_and_a_new_job_can_follow():
+    job = Cluster(2, root=ROOT).start()
+    job.stop()
+    rpc.shutdown()
+    rpc.shutdown(graceful=False)
+    with pytest.raises(RuntimeError, match="distgrad RPC is not initialized in this process"):
+        rpc.rpc_sync("worker1", remote_fns.whoami)
+    with pytest.raises(RuntimeError, match="distgrad RPC is not initialized in this process"):
+        rpc.get_worker_infos()
+
+    job = Cluster(2, root=ROOT).start()
+    try:
+        assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"
+    finally:
+        job.stop()
+    assert job.returncode(1) == 0
+
+
+def test_non_graceful_shutdown_fails_pending_calls():
+    job = Cluster(2, root=ROOT).start()
+    try:
+        future = rpc.rpc_async("worker1", remote_fns.sleep_and_return, (5.0, "late"))
+        rpc.shutdown(graceful=False)
+        with pytest.raises(distgrad.DistNetworkError) as excinfo:
+            future.wait()
+        assert str(excinfo.value) == (
+            "distgrad RPC was shut down on worker 'worker0' before the call to worker 'worker1' completed")
+    finally:
+        job.stop(graceful=False)
+
+
+def test_the_process_of_rank_0_exits_after_stop(tmp_path):
+    # Nothing the job started may keep a process alive after a graceful stop.
+    script = textwrap.dedent("""
+        import torch
+        import distgrad.rpc as rpc
+        from distgrad._testing import Cluster
+        from tests import remote_fns
+
+        job = Cluster(3, root=%r).start()
+        rpc.rpc_sync("worker1", remote_fns.relay, (["worker2", "worker0"], torch.zeros(1)))
+        rpc.rpc_async("worker2", remote_fns.sleep_and_return, (0.2, None))
+        job.stop()
+        print("stopped", [job.returncode(r) for r in (1, 2)])
+    """) % str(ROOT)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=90,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "stopped [0, 0]\n"

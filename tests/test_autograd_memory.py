@@ -7,7 +7,6 @@ import time
 import weakref
 
 import pytest
-
 import torch
 
 import distgrad.autograd as dist_autograd

@@ -1,38 +1,13 @@
 """Many calls at once: from several threads, and many futures outstanding."""
 
-import threading
-
 import torch
 
 import distgrad.rpc as rpc
 from tests import remote_fns, script_fns
+from tests.checks import run_in_threads
 
 NUM_THREADS = 8
 CALLS_PER_THREAD = 30
-
-
-def run_in_threads(body, num_threads):
-    """Runs body(index) on num_threads threads started together; re-raises
-    the first failure."""
-    start = threading.Barrier(num_threads)
-    errors = [None] * num_threads
-
-    def target(index):
-        try:
-            start.wait()
-            body(index)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors[index] = error
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(num_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a calling thread is stuck"
-    for error in errors:
-        if error is not None:
-            raise error
 
 
 def test_threads_each_get_their_own_results(cluster):

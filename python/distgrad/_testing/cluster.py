@@ -81,7 +81,8 @@ class Cluster:
         exit, killing those still running. With graceful=True (impossible, and
         so not attempted, once a worker was killed) all workers shut down
         together (each step may take 15 s), and a worker that does not exit
-        with code 0 raises AssertionError quoting its log."""
+        with code 0 raises AssertionError quoting its log. The logs are
+        removed when everything went well."""
         graceful = graceful and not self._killed
         try:
             distgrad.rpc.shutdown(graceful=graceful, timeout=15.0)

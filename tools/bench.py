@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import platform
 import queue
+import resource
 import socket
 import sys
 import time
@@ -394,24 +395,53 @@ def format_table(rows, backends, markdown=False):
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table])
 
 
-def cpu_busy_fraction(seconds=1.0):
-    """How busy all CPUs were over the next ``seconds`` (0..1), from
-    /proc/stat; None where there is no /proc/stat. Unlike the load average,
-    this does not remember the previous run."""
-
-    def sample():
+def _busy_cpu_seconds():
+    """CPU time spent by the whole machine so far (all CPUs, not idle), from
+    /proc/stat; None where there is no /proc/stat."""
+    try:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return idle, sum(values)
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
     except OSError:
         return None
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds():
+    """CPU time of this process and of its children that have exited."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def cpu_busy_fraction(seconds=1.0):
+    """How busy all CPUs were over the next ``seconds`` (0..1). Unlike the
+    load average, this does not remember the previous run."""
+    before = _busy_cpu_seconds()
+    time.sleep(seconds)
+    after = _busy_cpu_seconds()
+    if before is None or after is None:
+        return None
+    return (after - before) / (seconds * os.cpu_count())
+
+
+class ForeignCpu:
+    """Measures the CPU time that processes other than this benchmark used
+    while a job ran: the machine's busy time minus ours (run_job has reaped
+    every worker it started by the time it returns, so their time counts as
+    ours)."""
+
+    def __enter__(self):
+        self._start = time.monotonic(), _busy_cpu_seconds(), _own_cpu_seconds()
+        self.seconds = self.fraction = None
+        return self
+
+    def __exit__(self, *exc):
+        wall, busy, own = time.monotonic(), _busy_cpu_seconds(), _own_cpu_seconds()
+        if busy is not None and self._start[1] is not None:
+            self.seconds = max(0.0, (busy - self._start[1]) - (own - self._start[2]))
+            self.fraction = self.seconds / ((wall - self._start[0]) * os.cpu_count())
+        return False
 
 
 def machine_description():
@@ -458,19 +488,29 @@ def main(argv=None):
     stats = {m.name: {} for m in selected}
     raw = {m.name: {} for m in selected}
     failures = []
+    jobs = []  # per job: how long it took and how much CPU others used meanwhile
+    noisy = []
     for world_size, group in by_world_size.items():
         names = [m.name for m in group]
         for backend in backends:
             print(f"running {backend}, {world_size} workers: {', '.join(names)}", file=sys.stderr, flush=True)
             started = time.monotonic()
             try:
-                samples = run_job(backend, world_size, names, args.iters, args.threads)
+                with ForeignCpu() as foreign:
+                    samples = run_job(backend, world_size, names, args.iters, args.threads)
             except JobError as error:
                 # Keep going: the other backends and groups still give figures.
                 print(f"error: {error}", file=sys.stderr, flush=True)
                 failures.append(str(error))
                 continue
             print(f"  done in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+            jobs.append({"backend": backend, "world_size": world_size, "measurements": names,
+                         "seconds": time.monotonic() - started, "foreign_cpu_seconds": foreign.seconds})
+            if foreign.fraction is not None and foreign.fraction > 0.05:
+                print(f"  warning: other processes used {foreign.seconds:.1f} CPU seconds "
+                      f"({foreign.fraction:.0%} of the machine) during this job; its figures are suspect",
+                      file=sys.stderr, flush=True)
+                noisy.append(f"{backend} ({world_size} workers): {foreign.fraction:.0%}")
             for m in group:
                 if isinstance(samples[m.name], str):
                     print(f"error: {m.name} on {backend} failed:\n{samples[m.name]}", file=sys.stderr)
@@ -485,12 +525,15 @@ def main(argv=None):
     print(f"{machine['cpus']} CPUs, torch {machine['torch']}, Python {machine['python']}, "
           f"--iters {args.iters}, {args.threads} worker threads{busy_note}")
     print(format_table([(m, stats[m.name]) for m in selected], backends, markdown=args.markdown))
+    if noisy:
+        print("note: other processes were busy during: " + ", ".join(noisy))
 
     if args.json:
         document = {
             "machine": machine,
             "options": {"iters": args.iters, "threads": args.threads, "backends": backends},
             "failures": failures,
+            "jobs": jobs,
             "measurements": {
                 m.name: {
                     "title": m.title, "world_size": m.world_size, "bytes_per_iter": m.bytes_per_iter,

@@ -48,7 +48,7 @@ def test_many_outstanding_futures(cluster):
 
 def test_calls_while_another_worker_is_busy(cluster):
     # Long Python calls occupy worker1; worker2 and worker0 still answer at once.
-    slow = [rpc.rpc_async("worker1", remote_fns.sleep_and_return, (1.0, i)) for i in range(3)]
+    slow = [rpc.rpc_async("worker1", remote_fns.sleep_and_return, (1.5, i)) for i in range(3)]
     for _ in range(20):
         assert rpc.rpc_sync("worker2", remote_fns.whoami) == "worker2"
         assert rpc.rpc_sync("worker0", torch.neg, (torch.ones(1),)).item() == -1.0

@@ -139,3 +139,21 @@ def test_64_mib_in_both_directions_at_once(cluster, large):
     futures = [rpc.rpc_async(dst, remote_fns.identity, (large,)) for dst in ("worker1", "worker2")]
     for result in torch.futures.wait_all(futures):
         assert_same(result, large)
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+@pytest.mark.parametrize("tensor, message", [
+    (torch.eye(3).to_sparse(), "distgrad sends dense tensors only, got Sparse"),
+    (torch.empty(2, device="meta"), "distgrad sends CPU tensors only, got a tensor on meta"),
+], ids=["sparse", "meta"])
+def test_tensors_that_cannot_travel_fail_on_the_caller(cluster, echo, tensor, message):
+    with pytest.raises(ValueError) as excinfo:
+        rpc.rpc_sync("worker1", ECHOES[echo], (tensor,))
+    assert str(excinfo.value) == message
+
+
+def test_result_that_cannot_travel_fails_on_the_callee(cluster):
+    with pytest.raises(ValueError) as excinfo:
+        rpc.rpc_sync("worker1", torch.Tensor.to_sparse, (torch.eye(2),))
+    assert str(excinfo.value) == "distgrad sends dense tensors only, got Sparse\n(ValueError raised on worker 'worker1')"
+    assert_same(rpc.rpc_sync("worker1", torch.clone, (torch.eye(2),)), torch.eye(2))

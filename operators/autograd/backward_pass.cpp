@@ -52,7 +52,8 @@ BackwardPass::BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Contex
                            const std::vector<c10::intrusive_ptr<SendRpcBackward>>& send_nodes)
     : id_(id),
       retain_graph_(retain_graph),
-      context_(std::move(context)),
+      context_id_(context->id()),
+      context_(context),
       worker_name_(std::move(worker_name)),
       send_gradients_(std::move(send_gradients)),
       offload_(std::move(offload)) {
@@ -117,17 +118,18 @@ FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
 }
 
 FuturePtr BackwardPass::runFromSendNode(int64_t message_id, variable_list grads) {
+  auto context = this->context();
   auto task = newTask();
-  auto node = context_->sendNode(message_id);
+  auto node = context->sendNode(message_id);
   if (!node) {
     fail(task, std::make_exception_ptr(DistError(
                    "no send node for RPC message " + std::to_string(message_id) + " in context " +
-                   std::to_string(context_->id()) + " (its graph was freed by an earlier backward "
+                   std::to_string(context_id_) + " (its graph was freed by an earlier backward "
                    "pass; use retain_graph=True to run backward more than once)")));
     return task->done;
   }
   if (!retain_graph_) {
-    context_->removeSendNode(message_id);
+    context->removeSendNode(message_id);
   }
   task->ready.emplace_back(node, std::move(grads));
   constexpr auto kInlineBudget = std::chrono::microseconds(200);
@@ -164,7 +166,7 @@ void BackwardPass::execute(const std::shared_ptr<Task>& task, const NodePtr& nod
                            variable_list inputs) {
   inputs = callPreHooks(*node, std::move(inputs));
   if (auto* accumulate = dynamic_cast<torch::autograd::AccumulateGrad*>(node.get())) {
-    context_->accumulateGrad(accumulate->variable, inputs.at(0));
+    context()->accumulateGrad(accumulate->variable, inputs.at(0));
     return;
   }
   if (auto* recv = dynamic_cast<RecvRpcBackward*>(node.get())) {
@@ -259,6 +261,15 @@ void BackwardPass::complete(const std::shared_ptr<Task>& task, std::exception_pt
   } else {
     task->done->markCompleted(c10::IValue());
   }
+}
+
+std::shared_ptr<Context> BackwardPass::context() const {
+  auto context = context_.lock();
+  if (!context) {
+    throw DistError("distributed autograd context " + std::to_string(context_id_) +
+                    " was released during its backward pass");
+  }
+  return context;
 }
 
 std::exception_ptr BackwardPass::error() const {

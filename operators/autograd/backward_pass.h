@@ -57,7 +57,7 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
 
   int64_t id() const { return id_; }
   bool retainGraph() const { return retain_graph_; }
-  int64_t contextId() const { return context_->id(); }
+  int64_t contextId() const { return context_id_; }
   // Whether a task of this pass is under way on this worker.
   bool running() const { return active_tasks_ > 0; }
 
@@ -93,10 +93,14 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   void fail(const std::shared_ptr<Task>& task, std::exception_ptr error);
   void complete(const std::shared_ptr<Task>& task, std::exception_ptr error);
   std::exception_ptr error() const;
+  std::shared_ptr<Context> context() const;
 
   const int64_t id_;
   const bool retain_graph_;
-  const std::shared_ptr<Context> context_;
+  const int64_t context_id_;
+  // Weak: the context holds its pass. Once the context is released, nodes
+  // that would touch it fail the pass.
+  const std::weak_ptr<Context> context_;
   const std::string worker_name_;
   const GradientSender send_gradients_;
   const Offload offload_;

@@ -5,12 +5,13 @@
 namespace distgrad::autograd {
 
 std::vector<c10::IValue> PropagateGradients::toArgs() const {
-  return {context_id, pass_id, message_id, retain_graph, c10::List<at::Tensor>(grads)};
+  std::vector<c10::IValue> tensors(grads.begin(), grads.end());
+  return {context_id, pass_id, message_id, retain_graph, c10::ivalue::Tuple::create(std::move(tensors))};
 }
 
 PropagateGradients PropagateGradients::fromArgs(const std::vector<c10::IValue>& args) {
   if (args.size() != 5 || !args[0].isInt() || !args[1].isInt() || !args[2].isInt() ||
-      !args[3].isBool() || !args[4].isTensorList()) {
+      !args[3].isBool() || !args[4].isTuple()) {
     throw std::runtime_error("malformed gradient message");
   }
   PropagateGradients m;
@@ -18,7 +19,12 @@ PropagateGradients PropagateGradients::fromArgs(const std::vector<c10::IValue>& 
   m.pass_id = args[1].toInt();
   m.message_id = args[2].toInt();
   m.retain_graph = args[3].toBool();
-  m.grads = args[4].toTensorVector();
+  for (const auto& grad : args[4].toTupleRef().elements()) {
+    if (!grad.isTensor()) {
+      throw std::runtime_error("malformed gradient message");
+    }
+    m.grads.push_back(grad.toTensor());
+  }
   return m;
 }
 

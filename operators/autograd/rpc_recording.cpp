@@ -13,18 +13,19 @@ namespace distgrad::autograd {
 
 namespace {
 
-// Request extension: (context id, message id or -1, grad mode, indices of
-// the tensors recorded). Response extension: (message id, indices), or None.
+// Request extension: (context id, message id or -1, indices of the tensors
+// recorded). Response extension: (message id, indices), or None.
+// Only tuples, which travel without type tags.
 constexpr int64_t kNoMessage = -1;
 
 // Records a send node over the tensors that require grad; returns its
 // message id (kNoMessage if none does) and their indices.
 int64_t recordSend(Context& context, const std::vector<at::Tensor>& tensors,
-                   c10::List<int64_t>& indices) {
+                   std::vector<c10::IValue>& indices) {
   std::vector<at::Tensor> recorded;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].requires_grad()) {
-      indices.push_back(static_cast<int64_t>(i));
+      indices.emplace_back(static_cast<int64_t>(i));
       recorded.push_back(tensors[i]);
     }
   }
@@ -37,48 +38,47 @@ int64_t recordSend(Context& context, const std::vector<at::Tensor>& tensors,
 }
 
 void recordRecv(int64_t context_id, int peer, int64_t message_id,
-                const std::vector<at::Tensor>& tensors, const c10::List<int64_t>& indices) {
+                const std::vector<at::Tensor>& tensors, const c10::IValue& indices) {
   auto node = c10::make_intrusive<RecvRpcBackward>(context_id, peer, message_id);
-  for (int64_t i : indices) {
+  for (const auto& index : indices.toTupleRef().elements()) {
+    int64_t i = index.toInt();
     TORCH_CHECK(i >= 0 && i < static_cast<int64_t>(tensors.size()),
                 "malformed autograd metadata in an RPC message");
     torch::autograd::set_history(tensors[i], node);
   }
 }
 
+// The caller had grad mode on (else it sends no context): so does the call.
 class ContextScope : public rpc::CallScope {
  public:
-  ContextScope(std::shared_ptr<Context> context, bool grad_enabled)
-      : context_(std::move(context)), grad_enabled_(grad_enabled) {}
+  explicit ContextScope(std::shared_ptr<Context> context) : context_(std::move(context)) {}
 
   void run(const std::function<void()>& fn) override {
     CurrentContextGuard current(context_->id());
-    c10::AutoGradMode grad_mode(grad_enabled_);
+    c10::AutoGradMode grad_mode(true);
     fn();
   }
 
   c10::IValue onSendResponse(int dst, const std::vector<at::Tensor>& tensors) override {
-    if (!grad_enabled_) {
-      return c10::IValue();
-    }
-    c10::List<int64_t> indices;
+    std::vector<c10::IValue> indices;
     int64_t message_id = recordSend(*context_, tensors, indices);
     if (message_id == kNoMessage) {
       return c10::IValue();
     }
-    return c10::ivalue::Tuple::create({message_id, std::move(indices)});
+    return c10::ivalue::Tuple::create({message_id, c10::ivalue::Tuple::create(std::move(indices))});
   }
 
  private:
   const std::shared_ptr<Context> context_;
-  const bool grad_enabled_;
 };
 
 }  // namespace
 
 c10::IValue RpcRecording::onSendRequest(int dst, const std::vector<at::Tensor>& tensors) {
   int64_t context_id = currentContextId();
-  if (context_id == kNoContext) {
+  // Under no_grad nothing is recorded and the callee is not involved in the
+  // context at all.
+  if (context_id == kNoContext || !c10::GradMode::is_enabled()) {
     return c10::IValue();
   }
   auto context = ContextContainer::get().retrieveOrNull(context_id);
@@ -87,10 +87,9 @@ c10::IValue RpcRecording::onSendRequest(int dst, const std::vector<at::Tensor>& 
                     " current on this thread has already been released");
   }
   context->addKnownWorker(dst);
-  bool grad_enabled = c10::GradMode::is_enabled();
-  c10::List<int64_t> indices;
-  int64_t message_id = grad_enabled ? recordSend(*context, tensors, indices) : kNoMessage;
-  return c10::ivalue::Tuple::create({context_id, message_id, grad_enabled, std::move(indices)});
+  std::vector<c10::IValue> indices;
+  int64_t message_id = recordSend(*context, tensors, indices);
+  return c10::ivalue::Tuple::create({context_id, message_id, c10::ivalue::Tuple::create(std::move(indices))});
 }
 
 std::shared_ptr<rpc::CallScope> RpcRecording::onReceiveRequest(
@@ -101,12 +100,11 @@ std::shared_ptr<rpc::CallScope> RpcRecording::onReceiveRequest(
   const auto& fields = extension.toTupleRef().elements();
   int64_t context_id = fields.at(0).toInt();
   int64_t message_id = fields.at(1).toInt();
-  bool grad_enabled = fields.at(2).toBool();
   auto context = ContextContainer::get().retrieveOrCreate(context_id);
   if (message_id != kNoMessage) {
-    recordRecv(context_id, src, message_id, tensors, fields.at(3).toIntList());
+    recordRecv(context_id, src, message_id, tensors, fields.at(2));
   }
-  return std::make_shared<ContextScope>(std::move(context), grad_enabled);
+  return std::make_shared<ContextScope>(std::move(context));
 }
 
 void RpcRecording::onReceiveResponse(int src, const c10::IValue& request_extension,
@@ -118,7 +116,7 @@ void RpcRecording::onReceiveResponse(int src, const c10::IValue& request_extensi
   int64_t context_id = request_extension.toTupleRef().elements().at(0).toInt();
   const auto& fields = response_extension.toTupleRef().elements();
   if (ContextContainer::get().retrieveOrNull(context_id)) {
-    recordRecv(context_id, src, fields.at(0).toInt(), tensors, fields.at(1).toIntList());
+    recordRecv(context_id, src, fields.at(0).toInt(), tensors, fields.at(1));
   }
 }
 

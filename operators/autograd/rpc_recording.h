@@ -6,10 +6,11 @@ namespace distgrad::autograd {
 
 // Records RPCs in distributed autograd contexts.
 //
-// A request made while a context is current carries the context id and the
-// caller's grad mode; the callee retrieves or creates the context and runs
-// the call with both in place. If grad mode is on and some of the message's
-// tensors require grad, the sender records a SendRpcBackward over them under
+// A request made while a context is current and grad mode is on carries the
+// context id; the callee retrieves or creates the context and runs the call
+// with it current (and grad mode on). Under no_grad the request carries no
+// context and nothing is recorded. If some of the message's tensors require
+// grad, the sender records a SendRpcBackward over them under
 // a fresh message id and the receiver makes a RecvRpcBackward the grad_fn of
 // the received copies. Responses are recorded the same way in reverse.
 class RpcRecording : public rpc::CallHooks {

@@ -17,29 +17,30 @@ Request Request::byName(const std::string& func, std::vector<c10::IValue> args) 
 }
 
 EncodedBody encodeRequestBody(const Request& request) {
-  c10::impl::GenericDict kwargs(c10::StringType::get(), c10::AnyType::get());
+  // Only tuples: generic lists and dicts would carry type tags the callee
+  // has to parse.
+  std::vector<c10::IValue> names;
+  std::vector<c10::IValue> values;
   for (const auto& [name, value] : request.kwargs) {
-    kwargs.insert(name, value);
-  }
-  c10::impl::GenericList args(c10::AnyType::get());
-  args.reserve(request.args.size());
-  for (const auto& a : request.args) {
-    args.push_back(a);
+    names.emplace_back(name);
+    values.push_back(value);
   }
   auto body = c10::ivalue::Tuple::create(
-      {static_cast<int64_t>(request.kind), request.target, std::move(args), std::move(kwargs)});
+      {static_cast<int64_t>(request.kind), request.target, c10::ivalue::Tuple::create(request.args),
+       c10::ivalue::Tuple::create(std::move(names)), c10::ivalue::Tuple::create(std::move(values))});
   return encodeBody(body);
 }
 
 Request decodeRequest(const transport::Message& message) {
   auto [body, extension] = splitMeta(message.meta);
   c10::IValue decoded = unpickleBody(body, message.tensors);
-  if (!decoded.isTuple() || decoded.toTupleRef().elements().size() != 4) {
+  if (!decoded.isTuple() || decoded.toTupleRef().elements().size() != 5) {
     throw std::runtime_error("malformed request body");
   }
   const auto& fields = decoded.toTupleRef().elements();
-  if (!fields[0].isInt() || !fields[1].isString() || !fields[2].isList() ||
-      !fields[3].isGenericDict()) {
+  if (!fields[0].isInt() || !fields[1].isString() || !fields[2].isTuple() ||
+      !fields[3].isTuple() || !fields[4].isTuple() ||
+      fields[3].toTupleRef().size() != fields[4].toTupleRef().size()) {
     throw std::runtime_error("malformed request body");
   }
   Request request;
@@ -49,14 +50,15 @@ Request decodeRequest(const transport::Message& message) {
   }
   request.kind = static_cast<CallKind>(kind);
   request.target = fields[1].toStringRef();
-  for (const auto& a : fields[2].toListRef()) {
-    request.args.push_back(a);
-  }
-  for (const auto& entry : fields[3].toGenericDict()) {
-    if (!entry.key().isString()) {
+  const auto& args = fields[2].toTupleRef().elements();
+  request.args.assign(args.begin(), args.end());
+  const auto& names = fields[3].toTupleRef().elements();
+  const auto& values = fields[4].toTupleRef().elements();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!names[i].isString()) {
       throw std::runtime_error("malformed request keyword arguments");
     }
-    request.kwargs.emplace(entry.key().toStringRef(), entry.value());
+    request.kwargs.emplace(names[i].toStringRef(), values[i]);
   }
   request.extension = std::move(extension);
   return request;

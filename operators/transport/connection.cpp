@@ -96,19 +96,11 @@ void Connection::send(const Message& message) {
   }
 }
 
-bool Connection::readExact(char* data, size_t n, bool may_end) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t got = ::recv(fd_, data + done, n - done, 0);
-    if (got > 0) {
-      done += static_cast<size_t>(got);
-      continue;
-    }
-    if (got == 0) {
-      if (may_end && done == 0) {
-        return false;
-      }
-      throw std::runtime_error("peer closed the connection in the middle of a frame");
+size_t Connection::recvSome(char* data, size_t n) {
+  while (true) {
+    ssize_t got = ::recv(fd_, data, n, 0);
+    if (got >= 0) {
+      return static_cast<size_t>(got);
     }
     if (errno == EINTR) {
       continue;
@@ -117,6 +109,37 @@ bool Connection::readExact(char* data, size_t n, bool may_end) {
       throw std::runtime_error("timed out waiting for data");
     }
     throw socketError("receive failed");
+  }
+}
+
+bool Connection::readExact(char* data, size_t n, bool may_end) {
+  constexpr size_t kBufferSize = 64 * 1024;
+  size_t done = std::min(n, read_end_ - read_begin_);
+  if (done > 0) {
+    std::memcpy(data, read_buffer_.data() + read_begin_, done);
+    read_begin_ += done;
+  }
+  while (done < n) {
+    size_t got;
+    if (n - done >= kBufferSize / 2) {
+      got = recvSome(data + done, n - done);
+    } else {
+      read_buffer_.resize(kBufferSize);
+      got = recvSome(read_buffer_.data(), kBufferSize);
+      read_begin_ = 0;
+      read_end_ = got;
+      size_t take = std::min(got, n - done);
+      std::memcpy(data + done, read_buffer_.data(), take);
+      read_begin_ = take;
+      got = take;
+    }
+    if (got == 0) {
+      if (may_end && done == 0) {
+        return false;
+      }
+      throw std::runtime_error("peer closed the connection in the middle of a frame");
+    }
+    done += got;
   }
   return true;
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace distgrad::transport {
 
@@ -43,13 +44,21 @@ class Connection {
 
  private:
   // Reads exactly n bytes; returns false if the stream ended before the first
-  // byte and may_end is true.
+  // byte and may_end is true. Small reads are served from read_buffer_, so
+  // that a small frame costs one recv() rather than one per part; large
+  // ones go straight to their destination.
   bool readExact(char* data, size_t n, bool may_end);
+  // One recv() into data; returns the byte count (0 at end of stream).
+  size_t recvSome(char* data, size_t n);
 
   const int fd_;
   const std::string peer_address_;
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
+  // Bytes received but not consumed yet; only the reader thread touches them.
+  std::vector<char> read_buffer_;
+  size_t read_begin_ = 0;
+  size_t read_end_ = 0;
 };
 
 }  // namespace distgrad::transport

@@ -35,6 +35,7 @@ class _Job:
         self.rendezvous = rendezvous
         self.workers = workers
         self.me = me
+        self.shutting_down = False
 
 
 _lock = threading.Lock()
@@ -146,21 +147,26 @@ def shutdown(graceful=True, timeout=None):
     global _job
     with _lock:
         job = _job
-        if job is None:
+        if job is None or job.shutting_down:
             return
-        try:
-            if graceful:
-                if timeout is None:
-                    timeout = _C._agent_default_timeout()
-                job.rendezvous.barrier("shutdown", timeout)
-                if not _C._agent_wait_idle(float(timeout)):
-                    raise TimeoutError(f"calls still outstanding after {timeout} seconds")
-                job.rendezvous.barrier("idle", timeout)
-        finally:
+        job.shutting_down = True
+    # The waits below run without the lock: the job keeps serving calls
+    # meanwhile, including calls that touch this module (such as init_rpc
+    # failing because the job is still there).
+    try:
+        if graceful:
+            if timeout is None:
+                timeout = _C._agent_default_timeout()
+            job.rendezvous.barrier("shutdown", timeout)
+            if not _C._agent_wait_idle(float(timeout)):
+                raise TimeoutError(f"calls still outstanding after {timeout} seconds")
+            job.rendezvous.barrier("idle", timeout)
+    finally:
+        with _lock:
             _C._agent_shutdown()
             _job = None
-        if graceful:
-            job.rendezvous.leave(timeout)
+    if graceful:
+        job.rendezvous.leave(timeout)
 
 
 # In scripted code rpc_async and rpc_sync compile to the dist_rpc operators,

@@ -274,7 +274,8 @@ void initRpcBindings(py::module& m) {
   m.def(
       "_agent_init",
       [](const std::string& name, int rank, int world_size, const std::string& secret,
-         int num_worker_threads, double timeout, const std::string& host) {
+         int num_worker_threads, double timeout, const std::string& host,
+         uint64_t max_message_bytes) {
         rpc::AgentOptions options;
         options.name = name;
         options.rank = rank;
@@ -282,6 +283,8 @@ void initRpcBindings(py::module& m) {
         options.secret = secret;
         options.num_worker_threads = num_worker_threads;
         options.default_timeout_seconds = timeout;
+        options.limits.max_data_bytes = max_message_bytes;
+        options.limits.max_meta_bytes = std::min<uint64_t>(max_message_bytes, UINT32_MAX);
         auto agent = std::make_shared<Agent>(options);
         autograd::install(*agent);
         auto functions = std::make_shared<PythonScriptFunctions>();

@@ -149,6 +149,11 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
     timeout_seconds = options_.default_timeout_seconds;
   }
   EncodedBody body = encodeRequestBody(request);
+  try {
+    transport::checkOutgoing(body.body.size(), body.wire_tensors, options_.limits);
+  } catch (const std::length_error& e) {
+    TORCH_CHECK_VALUE(false, "cannot send to worker '", workers_[dst].name, "': ", e.what());
+  }
   c10::IValue extension;
   if (hooks_ && request.kind != CallKind::kInternal) {
     extension = hooks_->onSendRequest(dst, body.tensors);
@@ -325,6 +330,7 @@ void Agent::respond(int src, uint64_t id, Response response,
     transport::Message message;
     try {
       EncodedBody body = encodeResponseBody(response);
+      transport::checkOutgoing(body.body.size(), body.wire_tensors, options_.limits);
       c10::IValue extension = scope ? scope->onSendResponse(src, body.tensors) : c10::IValue();
       message = assembleMessage(kResponseType, id, body, extension);
     } catch (...) {

@@ -81,6 +81,20 @@ void validateHeader(const FrameHeader& h, const FrameLimits& limits) {
   }
 }
 
+void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
+                   const FrameLimits& limits) {
+  uint64_t data = 0;
+  for (const auto& t : tensors) {
+    data += t.nbytes();
+  }
+  if (meta_bytes > limits.max_meta_bytes || data > limits.max_data_bytes) {
+    throw std::length_error("message of " + std::to_string(data + meta_bytes) +
+                            " bytes is larger than the maximum of " +
+                            std::to_string(limits.max_data_bytes) +
+                            " (DISTGRAD_MAX_MESSAGE_BYTES)");
+  }
+}
+
 std::string encodeDescriptors(const std::vector<at::Tensor>& tensors, uint64_t* data_len) {
   *data_len = 0;
   if (tensors.empty()) {

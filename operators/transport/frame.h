@@ -45,6 +45,12 @@ struct FrameLimits {
 // a length over its limit).
 void validateHeader(const FrameHeader& header, const FrameLimits& limits);
 
+// Throws std::length_error if a message with this much metadata and these
+// tensors is larger than a receiver with these limits accepts, so that a
+// sender fails the one call instead of getting its connection dropped.
+void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
+                   const FrameLimits& limits);
+
 // Encodes the descriptor block for tensors (all contiguous, on CPU) and
 // returns the total number of data bytes they occupy.
 std::string encodeDescriptors(const std::vector<at::Tensor>& tensors, uint64_t* data_len);

@@ -7,6 +7,7 @@ callable the callee can import (pickled by reference, run under the GIL).
 """
 
 import atexit
+import os
 import threading
 from typing import NamedTuple
 
@@ -53,6 +54,7 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
         raise ValueError(f"rank {rank} is out of range for world_size {world_size}")
     if num_worker_threads < 1:
         raise ValueError(f"num_worker_threads must be at least 1, got {num_worker_threads}")
+    max_message_bytes = _max_message_bytes()
     with _lock:
         if _job is not None or _C._agent_is_running():
             raise RuntimeError(
@@ -62,7 +64,8 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
         host, port = parse_init_method(init_method)
         rendezvous = Rendezvous(host, port, rank, world_size, timeout)
         secret = rendezvous.job_secret()
-        listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout), "0.0.0.0")
+        listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout),
+                                     "0.0.0.0", max_message_bytes)
         try:
             address = f"{local_address_towards(host, port)}:{listen_port}"
             names, addresses = rendezvous.exchange(name, address)
@@ -72,6 +75,20 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
             raise
         workers = [WorkerInfo(n, r) for r, n in enumerate(names)]
         _job = _Job(rendezvous, workers, workers[rank])
+
+
+def _max_message_bytes():
+    """DISTGRAD_MAX_MESSAGE_BYTES: the largest message (tensor data, and
+    metadata) a worker accepts; larger frames are refused and their
+    connection dropped. Default 16 GiB."""
+    value = os.environ.get("DISTGRAD_MAX_MESSAGE_BYTES", str(16 << 30))
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit <= 0:
+        raise ValueError(f"DISTGRAD_MAX_MESSAGE_BYTES must be a positive integer, got {value!r}")
+    return limit
 
 
 def _require_job():

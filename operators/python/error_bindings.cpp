@@ -1,5 +1,8 @@
 #include "common/errors.h"
 #include "python/bindings.h"
+#include "rpc/response.h"
+
+#include <torch/csrc/Exceptions.h>
 
 namespace distgrad::python {
 
@@ -45,8 +48,26 @@ PyObject* classForRemote(const std::string& type_name) {
 
 }  // namespace
 
+// Python exceptions raised inside C++ (for example by a Python autograd
+// Function's backward during distributed backward) keep their type name
+// when they travel to another worker, if it is a built-in one.
+std::optional<std::pair<std::string, std::string>> describePythonError(const std::exception& e) {
+  const auto* error = dynamic_cast<const python_error*>(&e);
+  if (!error || !error->type) {
+    return std::nullopt;
+  }
+  py::gil_scoped_acquire gil;
+  py::handle type(error->type);
+  if (py::str(type.attr("__module__")).cast<std::string>() != "builtins") {
+    return std::nullopt;
+  }
+  return std::make_pair(py::str(type.attr("__name__")).cast<std::string>(),
+                        std::string(error->what()));
+}
+
 void initErrorBindings(py::module& m) {
   errorClasses();
+  rpc::setExceptionDescriber(&describePythonError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) {

@@ -26,7 +26,16 @@ std::string pythonTypeName(const std::exception& e) {
   return "RuntimeError";
 }
 
+ExceptionDescriber& exceptionDescriber() {
+  static ExceptionDescriber describer;
+  return describer;
+}
+
 }  // namespace
+
+void setExceptionDescriber(ExceptionDescriber describer) {
+  exceptionDescriber() = std::move(describer);
+}
 
 Response Response::fromException(std::exception_ptr eptr, const std::string& worker) {
   Response r;
@@ -42,6 +51,14 @@ Response Response::fromException(std::exception_ptr eptr, const std::string& wor
     r.error_message = e.what_without_backtrace();
     r.error_worker = worker;
   } catch (const std::exception& e) {
+    if (exceptionDescriber()) {
+      if (auto described = exceptionDescriber()(e)) {
+        r.error_type = described->first;
+        r.error_message = described->second;
+        r.error_worker = worker;
+        return r;
+      }
+    }
     r.error_type = pythonTypeName(e);
     r.error_message = e.what();
     if (r.error_message == "std::exception") {

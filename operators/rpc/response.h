@@ -6,6 +6,8 @@
 #include <ATen/core/ivalue.h>
 
 #include <exception>
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace distgrad::rpc {
@@ -14,6 +16,13 @@ constexpr uint16_t kResponseType = transport::Message::kFirstUserType + 1;
 
 // The outcome of a request: a value, or an error described by the type name
 // of the exception, its message and the worker that first raised it.
+// Names exceptions the rpc layer cannot classify itself (Python exceptions
+// carried through C++): returns (type name, message), or nothing to let the
+// default apply. Set once by the Python bindings.
+using ExceptionDescriber =
+    std::function<std::optional<std::pair<std::string, std::string>>(const std::exception&)>;
+void setExceptionDescriber(ExceptionDescriber describer);
+
 struct Response {
   bool ok = true;
   c10::IValue value;

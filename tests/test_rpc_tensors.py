@@ -145,7 +145,9 @@ def test_64_mib_in_both_directions_at_once(cluster, large):
 @pytest.mark.parametrize("tensor, message", [
     (torch.eye(3).to_sparse(), "distgrad sends dense tensors only, got Sparse"),
     (torch.empty(2, device="meta"), "distgrad sends CPU tensors only, got a tensor on meta"),
-], ids=["sparse", "meta"])
+    (torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.quint8),
+     "distgrad cannot send quantized tensors (dtype QUInt8)"),
+], ids=["sparse", "meta", "quantized"])
 def test_tensors_that_cannot_travel_fail_on_the_caller(cluster, echo, tensor, message):
     with pytest.raises(ValueError) as excinfo:
         rpc.rpc_sync("worker1", ECHOES[echo], (tensor,))

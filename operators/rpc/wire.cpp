@@ -21,6 +21,8 @@ std::vector<at::Tensor> wireTensors(const std::vector<at::Tensor>& tensors) {
                       t.device());
     TORCH_CHECK_VALUE(t.layout() == c10::kStrided, "distgrad sends dense tensors only, got ",
                       t.layout());
+    TORCH_CHECK_VALUE(!t.is_quantized(), "distgrad cannot send quantized tensors (dtype ",
+                      t.scalar_type(), ")");
     at::Tensor data = t.detach();
     if (data.is_conj() || data.is_neg()) {
       data = data.resolve_conj().resolve_neg();

@@ -221,6 +221,46 @@ def bulk_builtin(api, iters):
     return time_calls(lambda: api.rpc_sync(api.workers[1], torch.detach, args=(t,)), iters)
 
 
+# Distributed autograd rows: whole iterations of a training loop, context
+# creation to release. Before timing, one iteration checks that the backward
+# pass really produced the expected gradients on this backend.
+
+
+def _check_gradients(autograd, context_id, expected):
+    """Raises unless the context holds exactly the leaves of ``expected``
+    (pairs of leaf, expected gradient) with those gradients."""
+    grads = autograd.get_gradients(context_id)
+    if len(grads) != len(expected) or any(leaf not in grads for leaf, _ in expected):
+        raise AssertionError(f"expected gradients for {len(expected)} leaves, got {len(grads)}")
+    for leaf, value in expected:
+        if not torch.equal(grads[leaf], value):
+            raise AssertionError(f"wrong gradient: {grads[leaf]} instead of {value}")
+
+
+def autograd_iterations(api, forward, expected, iters):
+    """Times ``with context(): loss = forward(); backward(cid, [loss])``,
+    release included, after checking once that it yields ``expected``."""
+    autograd = api.autograd
+
+    def iteration():
+        with autograd.context() as context_id:
+            autograd.backward(context_id, [forward()])
+
+    with autograd.context() as context_id:
+        autograd.backward(context_id, [forward()])
+        _check_gradients(autograd, context_id, expected)
+    return time_calls(iteration, iters)
+
+
+@measurement("autograd_add", "dist autograd iteration: context, rpc_sync torch.add, backward, release")
+def autograd_add(api, iters):
+    t1 = torch.ones(SMALL, requires_grad=True)
+    t2 = torch.ones(SMALL, requires_grad=True)
+    return autograd_iterations(
+        api, lambda: api.rpc_sync(api.workers[1], torch.add, args=(t1, t2)).sum(),
+        [(t1, torch.ones(SMALL)), (t2, torch.ones(SMALL))], iters)
+
+
 # --------------------------------------------------------------------------
 # Running one job: world_size processes of one backend.
 

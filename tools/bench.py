@@ -117,6 +117,9 @@ class Api:
     def __init__(self, backend, rpc, world_size):
         self.backend = backend.name
         self.rpc = rpc
+        # "distgrad.rpc" or "torch.distributed.rpc": passed to functions run
+        # on other workers that make RPCs of their own (bench_fns.chain_hop).
+        self.rpc_module = rpc.__name__
         self.rpc_sync = rpc.rpc_sync
         self.rpc_async = rpc.rpc_async
         self.world_size = world_size
@@ -259,6 +262,21 @@ def autograd_add(api, iters):
     return autograd_iterations(
         api, lambda: api.rpc_sync(api.workers[1], torch.add, args=(t1, t2)).sum(),
         [(t1, torch.ones(SMALL)), (t2, torch.ones(SMALL))], iters)
+
+
+# worker0 -> worker1 -> worker2 -> worker3 and back, each of the three callees
+# doubling the tensor (Python functions: a nested rpc_sync needs one), then
+# the backward pass back along the chain. Fewer iterations: each takes
+# several times as long as a single call.
+@measurement("autograd_chain", "dist autograd iteration: 4-worker chain of rpc_sync, backward, release",
+             world_size=4, iters_scale=1 / 5)
+def autograd_chain(api, iters):
+    t = torch.ones(SMALL, requires_grad=True)
+    route = api.workers[2:]
+    return autograd_iterations(
+        api,
+        lambda: api.rpc_sync(api.workers[1], bench_fns.chain_hop, args=(api.rpc_module, route, t)).sum(),
+        [(t, torch.full(SMALL, 8.0))], iters)
 
 
 # --------------------------------------------------------------------------

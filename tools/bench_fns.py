@@ -9,6 +9,8 @@ Every worker process imports this module at start-up (bench.py does), so the
 TorchScript functions are compiled before the first call reaches them.
 """
 
+import importlib
+
 import torch
 
 
@@ -24,3 +26,22 @@ def py_add(t1, t2):
 def identity(t):
     """Returns its argument: the round trip then measures transport only."""
     return t
+
+
+def chain_hop(rpc_module, route, t):
+    """One hop of a chain of RPCs: doubles t (a tensor that requires grad,
+    so the hop is recorded for distributed autograd), then, while ``route``
+    (worker names) is not empty, passes the result on to ``route[0]`` with
+    the rest of the route, and returns what comes back.
+
+    ``rpc_module`` is the name of the rpc module of the job the call runs in
+    ("distgrad.rpc" or "torch.distributed.rpc"): the next hop must go through
+    the same runtime as the one that delivered this call, and the caller is
+    the one that knows which it is (a worker process only ever initializes
+    one). It is already imported in the worker, so the lookup is a
+    dictionary access."""
+    t = t * 2
+    if not route:
+        return t
+    rpc = importlib.import_module(rpc_module)
+    return rpc.rpc_sync(route[0], chain_hop, args=(rpc_module, route[1:], t))

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -66,6 +67,26 @@ def test_non_graceful_shutdown_fails_pending_calls():
             future.wait()
         assert str(excinfo.value) == (
             "distgrad RPC was shut down on worker 'worker0' before the call to worker 'worker1' completed")
+    finally:
+        job.stop(graceful=False)
+
+
+def test_graceful_shutdown_with_a_dead_worker_fails_fast():
+    job = Cluster(3, root=ROOT).start()
+    try:
+        job.kill(2)
+        with pytest.raises(distgrad.DistNetworkError):
+            rpc.rpc_sync("worker2", remote_fns.whoami)
+        start = time.monotonic()
+        with pytest.raises(distgrad.DistNetworkError) as excinfo:
+            rpc.shutdown(graceful=True, timeout=30)
+        assert time.monotonic() - start < 5
+        # worker0 never connected to worker2: it learnt it was gone when it tried.
+        assert str(excinfo.value).startswith(
+            "cannot shut down gracefully: cannot connect to worker 'worker2' (rank 2) at 127.0.0.1:")
+        # The job is closed here even so.
+        with pytest.raises(RuntimeError, match="distgrad RPC is not initialized in this process"):
+            rpc.get_worker_infos()
     finally:
         job.stop(graceful=False)
 

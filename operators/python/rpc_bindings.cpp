@@ -323,6 +323,7 @@ void initRpcBindings(py::module& m) {
         {"num_pending_calls", static_cast<int64_t>(agent->numPendingCalls())},
         {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())}};
   });
+  m.def("_agent_lost_peers", [] { return Agent::current()->lostPeers(); });
   m.def("_rank_of", &rankOf);
 
   m.def(

@@ -463,6 +463,15 @@ void Agent::shutdown() {
   pool_.stop();
 }
 
+std::vector<std::string> Agent::lostPeers() const {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  std::vector<std::string> reasons;
+  for (const auto& [rank, reason] : lost_peers_) {
+    reasons.push_back(reason);
+  }
+  return reasons;
+}
+
 size_t Agent::numPendingCalls() const {
   std::lock_guard<std::mutex> lock(pending_mu_);
   return pending_.size();

@@ -123,6 +123,9 @@ class Agent {
   // from a pool or reader thread.
   void shutdown();
 
+  // Why each peer this worker lost (died, unreachable, or shut down) was lost.
+  std::vector<std::string> lostPeers() const;
+
   size_t numPendingCalls() const;
   size_t numActiveRequests() const;
 

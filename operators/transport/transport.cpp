@@ -126,7 +126,15 @@ std::shared_ptr<Connection> Transport::connectionTo(int rank) {
   if (auto conn = usable()) {
     return conn;
   }
-  auto conn = connect(rank);
+  std::shared_ptr<Connection> conn;
+  try {
+    conn = connect(rank);
+  } catch (const DistNetworkError& e) {
+    // Its address was published at rendezvous: a worker we cannot reach
+    // (refused, or failing the handshake) is gone.
+    peerFailed(rank, e.what());
+    throw;
+  }
   if (!adopt(rank, conn)) {
     conn->close();
     return usable();  // throws: the peer was lost meanwhile

@@ -17,13 +17,21 @@ WORLD_SIZE = 3
 # type u16 | id u64 | meta_len u32 | desc_len u32 | data_len u64, little-endian.
 HEADER = struct.Struct("<IHHQIIQ")
 MAGIC = 0x44524744
-HELLO = 1  # operators/transport/handshake.h; id = rank, meta = job secret
+VERSION = 2
+# operators/transport/handshake.h: id = rank, meta = secret length u32 |
+# secret | shared memory announcement (pid i32 | fd i32 | size u64 | token).
+HELLO = 1
 ACCEPT = 2
+NO_ARENA = struct.pack("<iiQ16s", -1, -1, 0, b"")
 
 
-def frame(type_, id_, meta=b"", *, magic=MAGIC, version=1, meta_len=None, desc_len=0, data_len=0):
+def frame(type_, id_, meta=b"", *, magic=MAGIC, version=VERSION, meta_len=None, desc_len=0, data_len=0):
     header = HEADER.pack(magic, version, type_, id_, len(meta) if meta_len is None else meta_len, desc_len, data_len)
     return header + meta
+
+
+def hello_meta(secret_bytes):
+    return struct.pack("<I", len(secret_bytes)) + secret_bytes + NO_ARENA
 
 
 def secret():
@@ -32,9 +40,10 @@ def secret():
 
 # (bytes to send, whether to close our side after sending, the reason logged)
 BAD_CONNECTIONS = {
-    "wrong-secret": (lambda: frame(HELLO, 0, b"not the job secret"), False, "wrong job secret"),
-    "empty-secret": (lambda: frame(HELLO, 0, b""), False, "wrong job secret"),
-    "secret-prefix": (lambda: frame(HELLO, 0, secret()[:-1]), False, "wrong job secret"),
+    "wrong-secret": (lambda: frame(HELLO, 0, hello_meta(b"not the job secret")), False, "wrong job secret"),
+    "empty-secret": (lambda: frame(HELLO, 0, hello_meta(b"")), False, "wrong job secret"),
+    "secret-prefix": (lambda: frame(HELLO, 0, hello_meta(secret()[:-1])), False, "wrong job secret"),
+    "malformed-hello": (lambda: frame(HELLO, 0, b"\xff\xff"), False, "malformed hello"),
     "garbage": (lambda: b"GET / HTTP/1.1\r\nHost: worker1\r\nAccept: */*\r\n\r\n", False,
                 f"bad magic {int.from_bytes(b'GET ', 'little')}"),
     "wrong-version": (lambda: frame(HELLO, 0, b"x", version=7), False, "unsupported protocol version 7"),
@@ -43,7 +52,8 @@ BAD_CONNECTIONS = {
     "absurd-data-length": (lambda: frame(HELLO, 0, desc_len=8, data_len=1 << 62), False,
                            f"tensor data length {1 << 62} over the maximum 0"),
     "not-a-hello": (lambda: frame(ACCEPT, 0), False, "expected a hello frame, got frame type 2"),
-    "rank-out-of-range": (lambda: frame(HELLO, 99, secret()), False, "rank 99 out of range for world size 3"),
+    "rank-out-of-range": (lambda: frame(HELLO, 99, hello_meta(secret())), False,
+                          "rank 99 out of range for world size 3"),
     "disconnect-mid-header": (lambda: frame(HELLO, 0, b"secret")[:20], True,
                               "peer closed the connection in the middle of a frame"),
     "disconnect-mid-meta": (lambda: frame(HELLO, 0, b"x" * 64)[:HEADER.size + 10], True,
@@ -98,7 +108,7 @@ def test_silent_connection_does_not_hold_up_others(cluster):
         assert_everyone_still_served()
         # A second stranger is served (dropped) while the first says nothing.
         with connect_to(1) as other:
-            other.sendall(frame(HELLO, 0, b"wrong"))
+            other.sendall(frame(HELLO, 0, hello_meta(b"wrong")))
             assert closed_without_reply(other)
         assert_everyone_still_served()
     line = f"[distgrad worker1] dropped connection from {local_address}: closed before its handshake"
@@ -108,7 +118,7 @@ def test_silent_connection_does_not_hold_up_others(cluster):
 def test_many_bad_connections_in_a_row(cluster):
     for i in range(20):
         with connect_to(2) as sock:
-            sock.sendall(frame(HELLO, i % 3, b"guess %d" % i))
+            sock.sendall(frame(HELLO, i % 3, hello_meta(b"guess %d" % i)))
             assert closed_without_reply(sock)
     assert_everyone_still_served()
     assert cluster.log(2).count("wrong job secret") == 20

@@ -275,7 +275,7 @@ void initRpcBindings(py::module& m) {
       "_agent_init",
       [](const std::string& name, int rank, int world_size, const std::string& secret,
          int num_worker_threads, double timeout, const std::string& host,
-         uint64_t max_message_bytes) {
+         uint64_t max_message_bytes, uint64_t shared_memory_bytes) {
         rpc::AgentOptions options;
         options.name = name;
         options.rank = rank;
@@ -285,6 +285,7 @@ void initRpcBindings(py::module& m) {
         options.default_timeout_seconds = timeout;
         options.limits.max_data_bytes = max_message_bytes;
         options.limits.max_meta_bytes = std::min<uint64_t>(max_message_bytes, UINT32_MAX);
+        options.shared_memory_bytes = shared_memory_bytes;
         auto agent = std::make_shared<Agent>(options);
         autograd::install(*agent);
         auto functions = std::make_shared<PythonScriptFunctions>();

@@ -82,6 +82,7 @@ Agent::Agent(AgentOptions options)
   transport_options.name = options_.name;
   transport_options.secret = options_.secret;
   transport_options.limits = options_.limits;
+  transport_options.arena_bytes = options_.shared_memory_bytes;
   transport_ = std::make_unique<transport::Transport>(
       transport_options,
       [this](int src, transport::Message&& message) { onMessage(src, std::move(message)); },

@@ -35,6 +35,7 @@ struct AgentOptions {
   double default_timeout_seconds = 60.0;
   std::string secret;
   transport::FrameLimits limits;
+  uint64_t shared_memory_bytes = 0;  // see transport::TransportOptions::arena_bytes
 };
 
 using FuturePtr = c10::intrusive_ptr<c10::ivalue::Future>;

@@ -1,5 +1,7 @@
 #include "transport/connection.h"
 
+#include <ATen/ops/from_blob.h>
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -45,12 +47,61 @@ void Connection::setReceiveTimeout(double seconds) {
   ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
+void Connection::enableArenaSends(LocalArena* arena, int peer) {
+  arena_peer_ = peer;
+  arena_.store(arena);
+}
+
+void Connection::setPeerArena(std::shared_ptr<PeerArena> peer,
+                              std::function<void(uint64_t)> release) {
+  peer_arena_ = std::move(peer);
+  release_peer_region_ = std::move(release);
+}
+
+std::vector<TensorPlacement> Connection::placeInArena(const std::vector<at::Tensor>& tensors) {
+  std::vector<TensorPlacement> placements;
+  LocalArena* arena = arena_.load();
+  if (!arena) {
+    return placements;
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (t.nbytes() < kArenaMinBytes) {
+      continue;
+    }
+    auto offset = arena->allocate(t.nbytes(), arena_peer_);
+    if (!offset) {
+      continue;  // full: this one goes inline
+    }
+    placements.resize(tensors.size());
+    placements[i] = {true, *offset};
+    // torch's copy splits large copies across threads.
+    at::from_blob(arena->base() + *offset, t.sizes(), t.options()).copy_(t);
+  }
+  return placements;
+}
+
 void Connection::send(const Message& message) {
+  std::vector<TensorPlacement> placements = placeInArena(message.tensors);
+  try {
+    sendPlaced(message, placements);
+  } catch (...) {
+    // The peer will never see these regions.
+    for (const auto& placement : placements) {
+      if (placement.in_arena) {
+        arena_.load()->release(placement.offset, arena_peer_);
+      }
+    }
+    throw;
+  }
+}
+
+void Connection::sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements) {
   FrameHeader header;
   header.type = message.type;
   header.id = message.id;
   header.meta_len = static_cast<uint32_t>(message.meta.size());
-  std::string descriptors = encodeDescriptors(message.tensors, &header.data_len);
+  std::string descriptors = encodeDescriptors(message.tensors, placements, &header.data_len);
   header.desc_len = static_cast<uint32_t>(descriptors.size());
   char header_bytes[FrameHeader::kSize];
   header.encode(header_bytes);
@@ -67,8 +118,10 @@ void Connection::send(const Message& message) {
   add(header_bytes, sizeof(header_bytes));
   add(message.meta.data(), message.meta.size());
   add(descriptors.data(), descriptors.size());
-  for (const auto& t : message.tensors) {
-    add(t.const_data_ptr(), t.nbytes());
+  for (size_t i = 0; i < message.tensors.size(); ++i) {
+    if (i >= placements.size() || !placements[i].in_arena) {
+      add(message.tensors[i].const_data_ptr(), message.tensors[i].nbytes());
+    }
   }
 
   std::lock_guard<std::mutex> lock(write_mu_);
@@ -157,11 +210,37 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
   readExact(message.meta.data(), header.meta_len, false);
   std::string descriptors(header.desc_len, '\0');
   readExact(descriptors.data(), header.desc_len, false);
-  message.tensors = allocateFromDescriptors(descriptors, header.data_len);
-  for (auto& t : message.tensors) {
-    readExact(static_cast<char*>(t.mutable_data_ptr()), t.nbytes(), false);
+  ArenaTensorFactory arena_tensor;
+  if (peer_arena_) {
+    arena_tensor = [this](uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes,
+                          c10::ScalarType dtype) {
+      return viewOfPeerArena(offset, nbytes, sizes, dtype);
+    };
   }
+  DecodedTensors decoded = allocateFromDescriptors(descriptors, header.data_len, arena_tensor);
+  for (size_t i = 0; i < decoded.tensors.size(); ++i) {
+    if (decoded.inline_data[i]) {
+      auto& t = decoded.tensors[i];
+      readExact(static_cast<char*>(t.mutable_data_ptr()), t.nbytes(), false);
+    }
+  }
+  message.tensors = std::move(decoded.tensors);
   return true;
+}
+
+at::Tensor Connection::viewOfPeerArena(uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes,
+                                       c10::ScalarType dtype) {
+  // The first page holds the arena's token; regions are page-aligned.
+  if (offset < 4096 || offset % 4096 != 0 || offset > peer_arena_->size() ||
+      nbytes > peer_arena_->size() - offset) {
+    throw std::runtime_error("shared memory region out of the peer's arena");
+  }
+  // The view keeps the mapping alive and tells the peer when it is freed.
+  auto deleter = [arena = peer_arena_, release = release_peer_region_, offset](void*) {
+    release(offset);
+  };
+  return at::from_blob(peer_arena_->base() + offset, sizes, deleter,
+                       at::TensorOptions().dtype(dtype));
 }
 
 }  // namespace distgrad::transport

@@ -2,6 +2,7 @@
 
 #include "transport/frame.h"
 #include "transport/message.h"
+#include "transport/shared_arena.h"
 
 #include <atomic>
 #include <mutex>
@@ -37,6 +38,18 @@ class Connection {
   // Bounds how long receive() may block (0 = forever); used during handshake.
   void setReceiveTimeout(double seconds);
 
+  // From now on, send() passes tensors of kArenaMinBytes or more through
+  // arena (regions owned by peer) instead of inline. The peer mapped arena.
+  void enableArenaSends(LocalArena* arena, int peer);
+
+  // Tensors the peer places in its arena are received as views of peer's
+  // mapping; when one is freed, release(offset) is called (on the freeing
+  // thread; it must not block). Set before the first frame is received.
+  void setPeerArena(std::shared_ptr<PeerArena> peer, std::function<void(uint64_t)> release);
+
+  // Smaller tensors are cheaper to send inline.
+  static constexpr uint64_t kArenaMinBytes = 64 * 1024;
+
   // Shuts the socket down in both directions. Idempotent.
   void close();
 
@@ -50,11 +63,22 @@ class Connection {
   bool readExact(char* data, size_t n, bool may_end);
   // One recv() into data; returns the byte count (0 at end of stream).
   size_t recvSome(char* data, size_t n);
+  void sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements);
+  // Copies the tensors worth it into the arena; returns their placements.
+  std::vector<TensorPlacement> placeInArena(const std::vector<at::Tensor>& tensors);
+  at::Tensor viewOfPeerArena(uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes,
+                             c10::ScalarType dtype);
 
   const int fd_;
   const std::string peer_address_;
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
+  // Set once by enableArenaSends (any thread); read by senders.
+  std::atomic<LocalArena*> arena_{nullptr};
+  int arena_peer_ = -1;
+  // Set once before the first receive(); used by the reader thread.
+  std::shared_ptr<PeerArena> peer_arena_;
+  std::function<void(uint64_t)> release_peer_region_;
   // Bytes received but not consumed yet; only the reader thread touches them.
   std::vector<char> read_buffer_;
   size_t read_begin_ = 0;

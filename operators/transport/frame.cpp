@@ -95,39 +95,49 @@ void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
   }
 }
 
-std::string encodeDescriptors(const std::vector<at::Tensor>& tensors, uint64_t* data_len) {
+std::string encodeDescriptors(const std::vector<at::Tensor>& tensors,
+                              const std::vector<TensorPlacement>& placements, uint64_t* data_len) {
   *data_len = 0;
   if (tensors.empty()) {
     return {};
   }
   size_t size = sizeof(uint32_t);
   for (const auto& t : tensors) {
-    size += 2 + sizeof(int64_t) * t.dim();
+    size += 3 + sizeof(uint64_t) + sizeof(int64_t) * t.dim();
   }
   std::string block(size, '\0');
   char* out = block.data();
   put(out, static_cast<uint32_t>(tensors.size()));
-  for (const auto& t : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
     TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(),
                 "distgrad transport sends contiguous CPU tensors only");
     TORCH_CHECK(t.dim() <= FrameLimits::kMaxDims, "tensor has more than ",
                 FrameLimits::kMaxDims, " dimensions");
     TORCH_CHECK(isSupportedDtype(static_cast<int8_t>(t.scalar_type())),
                 "distgrad cannot send tensors of dtype ", t.scalar_type());
+    bool in_arena = i < placements.size() && placements[i].in_arena;
     put(out, static_cast<int8_t>(t.scalar_type()));
     put(out, static_cast<uint8_t>(t.dim()));
+    put(out, static_cast<uint8_t>(in_arena ? 1 : 0));
+    if (in_arena) {
+      put(out, placements[i].offset);
+    } else {
+      *data_len += t.nbytes();
+    }
     for (int64_t s : t.sizes()) {
       put(out, s);
     }
-    *data_len += t.nbytes();
   }
+  block.resize(out - block.data());
   return block;
 }
 
-std::vector<at::Tensor> allocateFromDescriptors(const std::string& block, uint64_t data_len) {
-  std::vector<at::Tensor> tensors;
+DecodedTensors allocateFromDescriptors(const std::string& block, uint64_t data_len,
+                                       const ArenaTensorFactory& arena_tensor) {
+  DecodedTensors decoded;
   if (block.empty()) {
-    return tensors;
+    return decoded;
   }
   const char* in = block.data();
   const char* end = in + block.size();
@@ -138,42 +148,55 @@ std::vector<at::Tensor> allocateFromDescriptors(const std::string& block, uint64
   };
   need(sizeof(uint32_t));
   uint32_t count = get<uint32_t>(in);
-  uint64_t total = 0;
-  tensors.reserve(std::min<uint32_t>(count, 4096));
+  uint64_t inline_total = 0;
   for (uint32_t i = 0; i < count; ++i) {
-    need(2);
+    need(3);
     int8_t dtype = get<int8_t>(in);
     uint8_t ndim = get<uint8_t>(in);
+    uint8_t location = get<uint8_t>(in);
     if (!isSupportedDtype(dtype)) {
       throw std::runtime_error("unsupported dtype code " + std::to_string(dtype));
     }
     if (ndim > FrameLimits::kMaxDims) {
       throw std::runtime_error("tensor with " + std::to_string(ndim) + " dimensions");
     }
+    if (location > 1) {
+      throw std::runtime_error("unknown tensor location " + std::to_string(location));
+    }
+    uint64_t offset = 0;
+    if (location == 1) {
+      need(sizeof(uint64_t));
+      offset = get<uint64_t>(in);
+    }
     need(sizeof(int64_t) * ndim);
     std::vector<int64_t> sizes(ndim);
-    uint64_t numel = 1;
+    uint64_t nbytes = c10::elementSize(static_cast<c10::ScalarType>(dtype));
     for (auto& s : sizes) {
       s = get<int64_t>(in);
-      if (s < 0) {
-        throw std::runtime_error("negative tensor size");
+      if (s < 0 || __builtin_mul_overflow(nbytes, static_cast<uint64_t>(s), &nbytes)) {
+        throw std::runtime_error("invalid tensor sizes");
       }
-      // Checked against data_len before anything is allocated.
-      if (s != 0 && numel > data_len / static_cast<uint64_t>(s) + 1) {
-        throw std::runtime_error("tensor sizes do not match the data length");
-      }
-      numel *= static_cast<uint64_t>(s);
     }
-    total += numel * c10::elementSize(static_cast<c10::ScalarType>(dtype));
-    if (total > data_len) {
+    auto type = static_cast<c10::ScalarType>(dtype);
+    if (location == 1) {
+      if (!arena_tensor) {
+        throw std::runtime_error("tensor in shared memory on a connection without it");
+      }
+      decoded.tensors.push_back(arena_tensor(offset, nbytes, sizes, type));
+      decoded.inline_data.push_back(false);
+      continue;
+    }
+    // Checked against data_len before anything is allocated.
+    if (__builtin_add_overflow(inline_total, nbytes, &inline_total) || inline_total > data_len) {
       throw std::runtime_error("tensor sizes do not match the data length");
     }
-    tensors.push_back(at::empty(sizes, at::TensorOptions().dtype(static_cast<c10::ScalarType>(dtype))));
+    decoded.tensors.push_back(at::empty(sizes, at::TensorOptions().dtype(type)));
+    decoded.inline_data.push_back(true);
   }
-  if (in != end || total != data_len) {
+  if (in != end || inline_total != data_len) {
     throw std::runtime_error("tensor descriptors do not match the data length");
   }
-  return tensors;
+  return decoded;
 }
 
 }  // namespace distgrad::transport

@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,11 +15,12 @@ namespace distgrad::transport {
 //                      meta_len u32 | desc_len u32 | data_len u64
 //   meta (meta_len bytes)
 //   tensor descriptors (desc_len bytes): count u32, then per tensor
-//                      dtype u8 | ndim u8 | sizes i64[ndim]
-//   tensor data (data_len bytes): each tensor's bytes, in order
+//                      dtype u8 | ndim u8 | location u8 (0 inline, 1 arena) |
+//                      [arena offset u64] | sizes i64[ndim]
+//   tensor data (data_len bytes): each inline tensor's bytes, in order
 struct FrameHeader {
   static constexpr uint32_t kMagic = 0x44524744;  // "DGRD"
-  static constexpr uint16_t kVersion = 1;
+  static constexpr uint16_t kVersion = 2;
   static constexpr size_t kSize = 32;
 
   uint32_t magic = kMagic;
@@ -51,12 +53,33 @@ void validateHeader(const FrameHeader& header, const FrameLimits& limits);
 void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
                    const FrameLimits& limits);
 
-// Encodes the descriptor block for tensors (all contiguous, on CPU) and
-// returns the total number of data bytes they occupy.
-std::string encodeDescriptors(const std::vector<at::Tensor>& tensors, uint64_t* data_len);
+// Where a tensor's bytes travel: inline after the frame's metadata, or in
+// the sender's shared memory arena at offset (see shared_arena.h).
+struct TensorPlacement {
+  bool in_arena = false;
+  uint64_t offset = 0;
+};
 
-// Allocates one empty tensor per descriptor. Throws std::runtime_error when
-// the block is malformed or the tensors' sizes do not add up to data_len.
-std::vector<at::Tensor> allocateFromDescriptors(const std::string& block, uint64_t data_len);
+// Encodes the descriptor block for tensors (all contiguous, on CPU);
+// placements is empty (all inline) or has one entry per tensor. Returns the
+// number of inline data bytes in data_len.
+std::string encodeDescriptors(const std::vector<at::Tensor>& tensors,
+                              const std::vector<TensorPlacement>& placements, uint64_t* data_len);
+
+// Makes the tensor a descriptor places in the peer's arena, or throws
+// std::runtime_error if offset and nbytes do not fit in it.
+using ArenaTensorFactory = std::function<at::Tensor(
+    uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes, c10::ScalarType dtype)>;
+
+struct DecodedTensors {
+  std::vector<at::Tensor> tensors;
+  std::vector<bool> inline_data;  // whether each tensor's bytes follow in the frame
+};
+
+// Allocates one empty tensor per inline descriptor and asks arena_tensor for
+// the others. Throws std::runtime_error when the block is malformed or the
+// inline tensors' sizes do not add up to data_len.
+DecodedTensors allocateFromDescriptors(const std::string& block, uint64_t data_len,
+                                       const ArenaTensorFactory& arena_tensor);
 
 }  // namespace distgrad::transport

@@ -59,7 +59,8 @@ Transport::Transport(TransportOptions options, MessageHandler on_message,
                      PeerLostHandler on_peer_lost)
     : options_(std::move(options)),
       on_message_(std::move(on_message)),
-      on_peer_lost_(std::move(on_peer_lost)) {
+      on_peer_lost_(std::move(on_peer_lost)),
+      arena_(options_.arena_bytes > 0 ? LocalArena::create(options_.arena_bytes) : nullptr) {
   for (int r = 0; r < options_.world_size; ++r) {
     peers_.push_back(std::make_unique<Peer>());
   }
@@ -164,17 +165,21 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &no_timeout, sizeof(no_timeout));
   auto conn = std::make_shared<Connection>(fd, address);
   try {
-    conn->send(encodeHello(options_.rank, options_.secret));
+    conn->send(encodeHello(options_.rank, options_.secret, arena_ ? arena_->info() : ArenaInfo()));
     conn->setReceiveTimeout(kHandshakeTimeoutSeconds);
     Message reply;
     if (!conn->receive(reply, handshakeLimits())) {
       throw std::runtime_error("it closed the connection (does it share our job secret?)");
     }
-    int their_rank = decodeAccept(reply);
-    if (their_rank != rank) {
-      throw std::runtime_error("it answered as rank " + std::to_string(their_rank));
+    Accept accept = decodeAccept(reply);
+    if (accept.rank != rank) {
+      throw std::runtime_error("it answered as rank " + std::to_string(accept.rank));
     }
     conn->setReceiveTimeout(0);
+    conn->send(encodeArenaReady(mapPeerArena(conn, accept.arena)));
+    if (accept.mapped_your_arena && arena_) {
+      conn->enableArenaSends(arena_.get(), rank);
+    }
   } catch (const std::runtime_error& e) {
     throw DistNetworkError("handshake with " + describe(rank) + " at " + address +
                            " failed: " + e.what());
@@ -221,9 +226,11 @@ void Transport::readLoop(Reader* reader, int rank) {
       if (!conn.receive(hello, handshakeLimits())) {
         throw std::runtime_error("closed before its handshake");
       }
-      rank = decodeHello(hello, options_.secret, options_.world_size);
+      Hello decoded = decodeHello(hello, options_.secret, options_.world_size);
+      rank = decoded.rank;
       conn.setReceiveTimeout(0);
-      conn.send(encodeAccept(options_.rank));
+      bool mapped = mapPeerArena(reader->conn, decoded.arena);
+      conn.send(encodeAccept(options_.rank, arena_ ? arena_->info() : ArenaInfo(), mapped));
     } catch (const std::exception& e) {
       logWarning(options_.name,
                  "dropped connection from " + conn.peerAddress() + ": " + e.what());
@@ -246,7 +253,7 @@ void Transport::readLoop(Reader* reader, int rank) {
         on_message_(rank, std::move(message));
         message = Message();
       } else {
-        throw std::runtime_error("unexpected control frame type " + std::to_string(message.type));
+        onControlFrame(rank, conn, message);
       }
     }
     failure = "connection closed";
@@ -271,6 +278,34 @@ void Transport::readLoop(Reader* reader, int rank) {
   reader->done = true;
 }
 
+bool Transport::mapPeerArena(const std::shared_ptr<Connection>& conn, const ArenaInfo& info) {
+  auto peer_arena = PeerArena::open(info);
+  if (!peer_arena) {
+    return false;
+  }
+  conn->setPeerArena(std::move(peer_arena), releases_.sinkFor(conn));
+  return true;
+}
+
+void Transport::onControlFrame(int rank, Connection& conn, const Message& message) {
+  switch (message.type) {
+    case kArenaReady:
+      if (message.id == 1 && arena_) {
+        conn.enableArenaSends(arena_.get(), rank);
+      }
+      return;
+    case kArenaRelease:
+      if (arena_) {
+        for (uint64_t offset : decodeArenaRelease(message)) {
+          arena_->release(offset, rank);
+        }
+      }
+      return;
+    default:
+      throw std::runtime_error("unexpected control frame type " + std::to_string(message.type));
+  }
+}
+
 void Transport::peerFailed(int rank, const std::string& reason) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -284,6 +319,9 @@ void Transport::peerFailed(int rank, const std::string& reason) {
       peer.conn->close();
       peer.conn.reset();
     }
+  }
+  if (arena_) {
+    arena_->releaseAll(rank);
   }
   on_peer_lost_(rank, reason);
 }
@@ -376,6 +414,7 @@ void Transport::close() {
   for (auto& reader : readers) {
     reader->thread.join();
   }
+  releases_.close();
 }
 
 }  // namespace distgrad::transport

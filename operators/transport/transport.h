@@ -1,7 +1,9 @@
 #pragma once
 
+#include "transport/arena_releases.h"
 #include "transport/connection.h"
 #include "transport/message.h"
+#include "transport/shared_arena.h"
 
 #include <atomic>
 #include <functional>
@@ -21,6 +23,9 @@ struct TransportOptions {
   std::string secret;  // every connection must present it in its hello
   FrameLimits limits;
   double connect_timeout_seconds = 10.0;
+  // Size of the shared memory through which large tensors go to peers on
+  // the same machine (0: always send inline).
+  uint64_t arena_bytes = 0;
 };
 
 // TCP connections between the workers of one job: at most one connection per
@@ -30,6 +35,12 @@ struct TransportOptions {
 // Threading: each connection has a reader thread that calls on_message for
 // every frame it receives, in order, so on_message must not block for long.
 // send() is safe from any thread, including inside on_message.
+//
+// Peers on the same machine that can map each other's memory (same user and
+// PID namespace) exchange large tensors through shared memory: the sender
+// copies a tensor into its arena, the receiver gets a view of it, and the
+// region is reused once the receiver has freed that tensor. Other peers, and
+// any tensor that does not fit, travel inline.
 //
 // Errors: a connection that fails its handshake, breaks framing rules or ends
 // mid-frame is closed and logged; if it belonged to a peer, on_peer_lost is
@@ -90,6 +101,10 @@ class Transport {
   void acceptLoop();
   void reapFinishedReaders();
   std::string describe(int rank) const;
+  // Maps the peer's arena, if possible, for the tensors received on conn.
+  bool mapPeerArena(const std::shared_ptr<Connection>& conn, const ArenaInfo& info);
+  // Called on the reader thread for control frames after the handshake.
+  void onControlFrame(int rank, Connection& conn, const Message& message);
 
   const TransportOptions options_;
   const MessageHandler on_message_;
@@ -105,6 +120,9 @@ class Transport {
 
   int listen_fd_ = -1;
   std::thread accept_thread_;
+
+  const std::unique_ptr<LocalArena> arena_;  // null if disabled or unavailable
+  ArenaReleases releases_;
 };
 
 }  // namespace distgrad::transport

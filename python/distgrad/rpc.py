@@ -55,7 +55,8 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
         raise ValueError(f"rank {rank} is out of range for world_size {world_size}")
     if num_worker_threads < 1:
         raise ValueError(f"num_worker_threads must be at least 1, got {num_worker_threads}")
-    max_message_bytes = _max_message_bytes()
+    max_message_bytes = _byte_setting("DISTGRAD_MAX_MESSAGE_BYTES", 16 << 30, minimum=1)
+    shared_memory_bytes = _byte_setting("DISTGRAD_SHM_ARENA_BYTES", 1 << 30, minimum=0)
     with _lock:
         if _job is not None or _C._agent_is_running():
             raise RuntimeError(
@@ -66,7 +67,7 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
         rendezvous = Rendezvous(host, port, rank, world_size, timeout)
         secret = rendezvous.job_secret()
         listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout),
-                                     "0.0.0.0", max_message_bytes)
+                                     "0.0.0.0", max_message_bytes, shared_memory_bytes)
         try:
             address = f"{local_address_towards(host, port)}:{listen_port}"
             names, addresses = rendezvous.exchange(name, address)
@@ -78,18 +79,24 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
         _job = _Job(rendezvous, workers, workers[rank])
 
 
-def _max_message_bytes():
-    """DISTGRAD_MAX_MESSAGE_BYTES: the largest message (tensor data, and
-    metadata) a worker accepts; larger frames are refused and their
-    connection dropped. Default 16 GiB."""
-    value = os.environ.get("DISTGRAD_MAX_MESSAGE_BYTES", str(16 << 30))
+def _byte_setting(variable, default, minimum):
+    """A size from the environment:
+
+    DISTGRAD_MAX_MESSAGE_BYTES: the largest message (tensor data, and
+    metadata) a worker accepts; larger frames are refused. Default 16 GiB.
+
+    DISTGRAD_SHM_ARENA_BYTES: the shared memory through which large tensors
+    go to workers on the same machine (0 turns it off). Pages are only used
+    as large tensors are in flight. Default 1 GiB."""
+    value = os.environ.get(variable, str(default))
     try:
-        limit = int(value)
+        number = int(value)
     except ValueError:
-        limit = -1
-    if limit <= 0:
-        raise ValueError(f"DISTGRAD_MAX_MESSAGE_BYTES must be a positive integer, got {value!r}")
-    return limit
+        number = minimum - 1
+    if number < minimum:
+        kind = "a positive integer" if minimum > 0 else "a non-negative integer"
+        raise ValueError(f"{variable} must be {kind}, got {value!r}")
+    return number
 
 
 def _require_job():

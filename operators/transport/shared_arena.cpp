@@ -1,0 +1,187 @@
+#include "transport/shared_arena.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <stdexcept>
+
+namespace distgrad::transport {
+
+namespace {
+
+// Regions start on page boundaries, so a region never shares a page with
+// another and a peer's view of it is page-aligned.
+constexpr uint64_t kRegionAlignment = 4096;
+constexpr size_t kEncodedSize = 4 + 4 + 8 + 16;
+
+uint64_t roundUp(uint64_t n) {
+  return (n + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
+}
+
+}  // namespace
+
+std::string ArenaInfo::encode() const {
+  std::string out(kEncodedSize, '\0');
+  char* p = out.data();
+  std::memcpy(p, &pid, 4);
+  std::memcpy(p + 4, &fd, 4);
+  std::memcpy(p + 8, &size, 8);
+  std::memcpy(p + 16, token.data(), token.size());
+  return out;
+}
+
+ArenaInfo ArenaInfo::decode(const std::string& bytes) {
+  if (bytes.size() != kEncodedSize) {
+    throw std::runtime_error("malformed shared memory announcement");
+  }
+  ArenaInfo info;
+  const char* p = bytes.data();
+  std::memcpy(&info.pid, p, 4);
+  std::memcpy(&info.fd, p + 4, 4);
+  std::memcpy(&info.size, p + 8, 8);
+  std::memcpy(info.token.data(), p + 16, info.token.size());
+  return info;
+}
+
+std::unique_ptr<LocalArena> LocalArena::create(uint64_t size) {
+  size = roundUp(size);
+  if (size == 0) {
+    return nullptr;
+  }
+  int fd = ::memfd_create("distgrad-arena", 0);
+  if (fd < 0) {
+    return nullptr;
+  }
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    ::close(fd);
+    return nullptr;
+  }
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    ::close(fd);
+    return nullptr;
+  }
+  ArenaInfo info;
+  info.pid = static_cast<int32_t>(::getpid());
+  info.fd = fd;
+  info.size = size;
+  std::random_device random;
+  for (auto& byte : info.token) {
+    byte = static_cast<uint8_t>(random());
+  }
+  // The first page holds the token peers check; regions come after it.
+  std::memcpy(base, info.token.data(), info.token.size());
+  std::unique_ptr<LocalArena> arena(new LocalArena(info, static_cast<char*>(base)));
+  arena->free_.emplace(kRegionAlignment, size - kRegionAlignment);
+  return arena;
+}
+
+LocalArena::~LocalArena() {
+  ::munmap(base_, info_.size);
+  ::close(info_.fd);
+}
+
+std::optional<uint64_t> LocalArena::allocate(uint64_t nbytes, int peer) {
+  uint64_t size = roundUp(nbytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  // First fit: the lowest free offsets are reused first, so their pages
+  // stay warm in both processes.
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    if (it->second < size) {
+      continue;
+    }
+    uint64_t offset = it->first;
+    uint64_t left = it->second - size;
+    free_.erase(it);
+    if (left > 0) {
+      free_.emplace(offset + size, left);
+    }
+    used_.emplace(offset, std::make_pair(size, peer));
+    return offset;
+  }
+  return std::nullopt;
+}
+
+void LocalArena::release(uint64_t offset, int peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = used_.find(offset);
+  if (it == used_.end() || it->second.second != peer) {
+    return;
+  }
+  uint64_t size = it->second.first;
+  used_.erase(it);
+  freeRegion(offset, size);
+}
+
+void LocalArena::releaseAll(int peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = used_.begin(); it != used_.end();) {
+    if (it->second.second == peer) {
+      freeRegion(it->first, it->second.first);
+      it = used_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+uint64_t LocalArena::bytesInUse() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t total = 0;
+  for (const auto& [offset, entry] : used_) {
+    total += entry.first;
+  }
+  return total;
+}
+
+void LocalArena::freeRegion(uint64_t offset, uint64_t size) {
+  auto next = free_.lower_bound(offset);
+  if (next != free_.end() && offset + size == next->first) {
+    size += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == offset) {
+      prev->second += size;
+      return;
+    }
+  }
+  free_.emplace(offset, size);
+}
+
+std::shared_ptr<PeerArena> PeerArena::open(const ArenaInfo& info) {
+  if (!info.present()) {
+    return nullptr;
+  }
+  std::string path = "/proc/" + std::to_string(info.pid) + "/fd/" + std::to_string(info.fd);
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return nullptr;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != info.size) {
+    ::close(fd);
+    return nullptr;
+  }
+  void* base = ::mmap(nullptr, info.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (base == MAP_FAILED) {
+    return nullptr;
+  }
+  if (std::memcmp(base, info.token.data(), info.token.size()) != 0) {
+    ::munmap(base, info.size);
+    return nullptr;
+  }
+  return std::shared_ptr<PeerArena>(new PeerArena(static_cast<char*>(base), info.size));
+}
+
+PeerArena::~PeerArena() {
+  ::munmap(base_, size_);
+}
+
+}  // namespace distgrad::transport

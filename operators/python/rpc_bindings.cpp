@@ -322,7 +322,8 @@ void initRpcBindings(py::module& m) {
     auto agent = Agent::current();
     return std::map<std::string, int64_t>{
         {"num_pending_calls", static_cast<int64_t>(agent->numPendingCalls())},
-        {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())}};
+        {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())},
+        {"shared_memory_bytes_in_use", static_cast<int64_t>(agent->sharedMemoryInUse())}};
   });
   m.def("_agent_lost_peers", [] { return Agent::current()->lostPeers(); });
   m.def("_rank_of", &rankOf);

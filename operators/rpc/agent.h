@@ -127,6 +127,7 @@ class Agent {
   // Why each peer this worker lost (died, unreachable, or shut down) was lost.
   std::vector<std::string> lostPeers() const;
 
+  uint64_t sharedMemoryInUse() const { return transport_->sharedMemoryInUse(); }
   size_t numPendingCalls() const;
   size_t numActiveRequests() const;
 

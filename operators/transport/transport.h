@@ -69,6 +69,9 @@ class Transport {
   // if the peer is unreachable or its connection has failed.
   void send(int rank, const Message& message);
 
+  // Bytes of this worker's arena held by peers (0 without an arena).
+  uint64_t sharedMemoryInUse() const { return arena_ ? arena_->bytesInUse() : 0; }
+
   // Tells every connected peer that this worker is closing its connections.
   void sayGoodbye();
 

@@ -20,6 +20,7 @@ from ._rendezvous import Rendezvous, local_address_towards, parse_init_method
 
 __all__ = [
     "WorkerInfo", "init_rpc", "rpc_sync", "rpc_async", "get_worker_info", "get_worker_infos", "shutdown",
+    "debug_info",
 ]
 
 
@@ -149,6 +150,15 @@ def _invoke(to, func, args, kwargs, timeout, future):
     if future is None:
         return _python_call.decode_result(_C._invoke_python(dst, payload, tensors, timeout, None, None))
     return _C._invoke_python(dst, payload, tensors, timeout, future, _python_call.decode_result)
+
+
+def debug_info():
+    """Counters of this worker's RPC agent: ``num_pending_calls`` (calls from
+    here awaiting their reply), ``num_active_requests`` (calls being served
+    here) and ``shared_memory_bytes_in_use`` (bytes of this worker's shared
+    memory arena that tensors on other workers still use)."""
+    _require_job()
+    return dict(_C._agent_debug_info())
 
 
 def rpc_sync(to, func, args=(), kwargs=None, timeout=-1.0):

@@ -69,10 +69,7 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
     return makePass(pass_id, retain_graph, context, root_edges, send_nodes);
   });
   FuturePtr done = pass->runFromRoots(roots, root_edges);
-  rpc::Agent::wait(done);
-  if (done->hasError()) {
-    std::rethrow_exception(done->exception_ptr());
-  }
+  done->waitAndThrow();
 }
 
 void DistEngine::install(rpc::Agent& agent) {

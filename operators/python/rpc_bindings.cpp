@@ -124,7 +124,7 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
     py::gil_scoped_release no_gil;
     result = agent->call(dst, std::move(request), timeout);
     if (py_future.is_none()) {
-      Agent::wait(result);
+      result->wait();
     }
   }
   if (py_future.is_none()) {

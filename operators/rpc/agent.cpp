@@ -195,15 +195,6 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   return future;
 }
 
-void Agent::wait(const FuturePtr& future) {
-  constexpr auto kPollFor = std::chrono::microseconds(100);
-  auto until = std::chrono::steady_clock::now() + kPollFor;
-  while (!future->completed() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::yield();
-  }
-  future->wait();
-}
-
 std::optional<Agent::PendingCall> Agent::takePending(uint64_t id) {
   std::lock_guard<std::mutex> lock(pending_mu_);
   auto it = pending_.find(id);

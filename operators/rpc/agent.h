@@ -99,11 +99,6 @@ class Agent {
   // rank, tensors that cannot travel) throw here instead.
   FuturePtr call(int dst, Request request, double timeout_seconds);
 
-  // Waits for future, first polling it for a short while: a reply on a
-  // local network typically arrives within tens of microseconds, and being
-  // woken from a blocking wait costs about as much again.
-  static void wait(const FuturePtr& future);
-
   // Configuration by the layers above; set before requests arrive.
   void registerInternalHandler(const std::string& name, InternalHandler handler,
                                HandlerThread thread = HandlerThread::kPool);

@@ -284,3 +284,8 @@ def mul_sin(t1, t2):
 
 def times_param(x, name):
     return x * PARAMS[name]
+
+
+def second_half(t):
+    """A view of the second half of t (contiguous, sharing its storage)."""
+    return t[t.numel() // 2:]

@@ -66,3 +66,25 @@ def test_dtypes_and_shapes_through_the_arena(cluster, dtype):
 def test_many_large_tensors_in_one_message(cluster):
     tensors = [torch.full((LARGE // 4,), float(i)) for i in range(12)]
     assert_same(rpc.rpc_sync("worker1", remote_fns.identity, (tensors,)), tensors)
+
+
+def test_view_sent_back_to_its_owner_travels_as_a_reference(cluster):
+    t = torch.randn(LARGE)
+    # worker1 returns the very view it received: it comes back as a view of
+    # worker0's own arena, held here until freed.
+    result = rpc.rpc_sync("worker1", remote_fns.identity, (t,))
+    assert_same(result, t)
+    wait_for(lambda: arena_in_use("worker1") == 0, 5, "worker1 to hold nothing")
+    assert arena_in_use("worker0") >= t.nbytes
+    result.mul_(2.0)
+    assert torch.equal(rpc.rpc_sync("worker1", remote_fns.identity, (result,)), 2 * t)
+    del result
+    wait_for(all_regions_back, 5, "every region to be released")
+
+
+def test_slice_of_a_view_goes_back_as_a_reference_too(cluster):
+    t = torch.arange(LARGE, dtype=torch.float32)
+    half = rpc.rpc_sync("worker1", remote_fns.second_half, (t,))
+    assert_same(half, t[LARGE // 2:])
+    del half
+    wait_for(all_regions_back, 5, "every region to be released")

@@ -49,9 +49,13 @@ void Connection::setReceiveTimeout(double seconds) {
   ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-void Connection::enableArenaSends(LocalArena* arena, int peer) {
-  arena_peer_ = peer;
-  arena_.store(arena);
+void Connection::setOwnArena(std::shared_ptr<LocalArena> arena, int peer) {
+  own_arena_ = std::move(arena);
+  peer_rank_ = peer;
+}
+
+void Connection::enableArenaSends() {
+  arena_sends_ = own_arena_ != nullptr;
 }
 
 void Connection::setPeerArena(std::shared_ptr<PeerArena> peer,
@@ -60,38 +64,49 @@ void Connection::setPeerArena(std::shared_ptr<PeerArena> peer,
   release_peer_region_ = std::move(release);
 }
 
-std::vector<TensorPlacement> Connection::placeInArena(const std::vector<at::Tensor>& tensors) {
+std::vector<TensorPlacement> Connection::placeInArenas(const std::vector<at::Tensor>& tensors) {
   std::vector<TensorPlacement> placements;
-  LocalArena* arena = arena_.load();
-  if (!arena) {
-    return placements;
-  }
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
-    if (t.nbytes() < kArenaMinBytes) {
+    if (t.nbytes() == 0) {
       continue;
     }
-    auto offset = arena->allocate(t.nbytes(), arena_peer_);
+    const char* data = static_cast<const char*>(t.const_data_ptr());
+    // A view of the peer's arena, received on this connection (so the
+    // peer's hold on its region is released after this frame): it goes
+    // back as a reference.
+    const char* peer_end = peer_arena_ ? peer_arena_->base() + peer_arena_->size() : nullptr;
+    if (peer_arena_ && data >= peer_arena_->base() && data < peer_end &&
+        t.nbytes() <= static_cast<uint64_t>(peer_end - data)) {
+      placements.resize(tensors.size());
+      placements[i] = {TensorLocation::kReceiverArena,
+                       static_cast<uint64_t>(data - peer_arena_->base())};
+      continue;
+    }
+    if (!arena_sends_ || t.nbytes() < kArenaMinBytes) {
+      continue;
+    }
+    auto offset = own_arena_->allocate(t.nbytes(), peer_rank_);
     if (!offset) {
       continue;  // full: this one goes inline
     }
     placements.resize(tensors.size());
-    placements[i] = {true, *offset};
+    placements[i] = {TensorLocation::kSenderArena, *offset};
     // torch's copy splits large copies across threads.
-    at::from_blob(arena->base() + *offset, t.sizes(), t.options()).copy_(t);
+    at::from_blob(own_arena_->base() + *offset, t.sizes(), t.options()).copy_(t);
   }
   return placements;
 }
 
 void Connection::send(const Message& message) {
-  std::vector<TensorPlacement> placements = placeInArena(message.tensors);
+  std::vector<TensorPlacement> placements = placeInArenas(message.tensors);
   try {
     sendPlaced(message, placements);
   } catch (...) {
     // The peer will never see these regions.
     for (const auto& placement : placements) {
-      if (placement.in_arena) {
-        arena_.load()->release(placement.offset, arena_peer_);
+      if (placement.location == TensorLocation::kSenderArena) {
+        own_arena_->release(placement.offset, peer_rank_);
       }
     }
     throw;
@@ -121,7 +136,7 @@ void Connection::sendPlaced(const Message& message, const std::vector<TensorPlac
   add(message.meta.data(), message.meta.size());
   add(descriptors.data(), descriptors.size());
   for (size_t i = 0; i < message.tensors.size(); ++i) {
-    if (i >= placements.size() || !placements[i].in_arena) {
+    if (i >= placements.size() || placements[i].location == TensorLocation::kInline) {
       add(message.tensors[i].const_data_ptr(), message.tensors[i].nbytes());
     }
   }
@@ -226,13 +241,11 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
   readExact(message.meta.data(), header.meta_len, false);
   std::string descriptors(header.desc_len, '\0');
   readExact(descriptors.data(), header.desc_len, false);
-  ArenaTensorFactory arena_tensor;
-  if (peer_arena_) {
-    arena_tensor = [this](uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes,
-                          c10::ScalarType dtype) {
-      return viewOfPeerArena(offset, nbytes, sizes, dtype);
-    };
-  }
+  ArenaTensorFactory arena_tensor = [this](TensorLocation location, uint64_t offset,
+                                          uint64_t nbytes, c10::IntArrayRef sizes,
+                                          c10::ScalarType dtype) {
+    return viewOfArena(location, offset, nbytes, sizes, dtype);
+  };
   DecodedTensors decoded = allocateFromDescriptors(descriptors, header.data_len, arena_tensor);
   for (size_t i = 0; i < decoded.tensors.size(); ++i) {
     if (decoded.inline_data[i]) {
@@ -244,10 +257,20 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
   return true;
 }
 
-at::Tensor Connection::viewOfPeerArena(uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes,
-                                       c10::ScalarType dtype) {
+at::Tensor Connection::viewOfArena(TensorLocation location, uint64_t offset, uint64_t nbytes,
+                                   c10::IntArrayRef sizes, c10::ScalarType dtype) {
+  auto options = at::TensorOptions().dtype(dtype);
+  if (location == TensorLocation::kReceiverArena) {
+    // One of our regions, coming back from the peer that holds it.
+    auto region = own_arena_ ? own_arena_->retainReturned(offset, nbytes, peer_rank_) : std::nullopt;
+    if (!region) {
+      throw std::runtime_error("reference to shared memory the peer does not hold");
+    }
+    auto deleter = [arena = own_arena_, region = *region](void*) { arena->releaseLocal(region); };
+    return at::from_blob(own_arena_->base() + offset, sizes, deleter, options);
+  }
   // The first page holds the arena's token; regions are page-aligned.
-  if (offset < 4096 || offset % 4096 != 0 || offset > peer_arena_->size() ||
+  if (!peer_arena_ || offset < 4096 || offset % 4096 != 0 || offset > peer_arena_->size() ||
       nbytes > peer_arena_->size() - offset) {
     throw std::runtime_error("shared memory region out of the peer's arena");
   }
@@ -255,8 +278,7 @@ at::Tensor Connection::viewOfPeerArena(uint64_t offset, uint64_t nbytes, c10::In
   auto deleter = [arena = peer_arena_, release = release_peer_region_, offset](void*) {
     release(offset);
   };
-  return at::from_blob(peer_arena_->base() + offset, sizes, deleter,
-                       at::TensorOptions().dtype(dtype));
+  return at::from_blob(peer_arena_->base() + offset, sizes, deleter, options);
 }
 
 }  // namespace distgrad::transport

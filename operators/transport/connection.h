@@ -38,13 +38,19 @@ class Connection {
   // Bounds how long receive() may block (0 = forever); used during handshake.
   void setReceiveTimeout(double seconds);
 
-  // From now on, send() passes tensors of kArenaMinBytes or more through
-  // arena (regions owned by peer) instead of inline. The peer mapped arena.
-  void enableArenaSends(LocalArena* arena, int peer);
+  // This worker's arena, and the rank of the peer (set once, before the
+  // first frame is received): views of arena regions the peer sends back
+  // arrive as views again, with no copy.
+  void setOwnArena(std::shared_ptr<LocalArena> arena, int peer);
+
+  // The peer mapped our arena: from now on, send() passes tensors of
+  // kArenaMinBytes or more through it instead of inline.
+  void enableArenaSends();
 
   // Tensors the peer places in its arena are received as views of peer's
   // mapping; when one is freed, release(offset) is called (on the freeing
   // thread; it must not block). Set before the first frame is received.
+  // Tensors that are such views are sent back to the peer as references.
   void setPeerArena(std::shared_ptr<PeerArena> peer, std::function<void(uint64_t)> release);
 
   // Smaller tensors are cheaper to send inline.
@@ -64,18 +70,20 @@ class Connection {
   // One recv() into data; returns the byte count (0 at end of stream).
   size_t recvSome(char* data, size_t n);
   void sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements);
-  // Copies the tensors worth it into the arena; returns their placements.
-  std::vector<TensorPlacement> placeInArena(const std::vector<at::Tensor>& tensors);
-  at::Tensor viewOfPeerArena(uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes,
-                             c10::ScalarType dtype);
+  // Decides where each tensor travels: views of the peer's arena go back
+  // as references, large tensors are copied into our arena, the rest inline.
+  std::vector<TensorPlacement> placeInArenas(const std::vector<at::Tensor>& tensors);
+  at::Tensor viewOfArena(TensorLocation location, uint64_t offset, uint64_t nbytes,
+                         c10::IntArrayRef sizes, c10::ScalarType dtype);
 
   const int fd_;
   const std::string peer_address_;
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
-  // Set once by enableArenaSends (any thread); read by senders.
-  std::atomic<LocalArena*> arena_{nullptr};
-  int arena_peer_ = -1;
+  // Set once before frames flow.
+  std::shared_ptr<LocalArena> own_arena_;
+  int peer_rank_ = -1;
+  std::atomic<bool> arena_sends_{false};  // set by enableArenaSends, from any thread
   // Set once before the first receive(); used by the reader thread.
   std::shared_ptr<PeerArena> peer_arena_;
   std::function<void(uint64_t)> release_peer_region_;

@@ -116,12 +116,12 @@ std::string encodeDescriptors(const std::vector<at::Tensor>& tensors,
                 FrameLimits::kMaxDims, " dimensions");
     TORCH_CHECK(isSupportedDtype(static_cast<int8_t>(t.scalar_type())),
                 "distgrad cannot send tensors of dtype ", t.scalar_type());
-    bool in_arena = i < placements.size() && placements[i].in_arena;
+    TensorPlacement placement = i < placements.size() ? placements[i] : TensorPlacement();
     put(out, static_cast<int8_t>(t.scalar_type()));
     put(out, static_cast<uint8_t>(t.dim()));
-    put(out, static_cast<uint8_t>(in_arena ? 1 : 0));
-    if (in_arena) {
-      put(out, placements[i].offset);
+    put(out, static_cast<uint8_t>(placement.location));
+    if (placement.location != TensorLocation::kInline) {
+      put(out, placement.offset);
     } else {
       *data_len += t.nbytes();
     }
@@ -160,11 +160,11 @@ DecodedTensors allocateFromDescriptors(const std::string& block, uint64_t data_l
     if (ndim > FrameLimits::kMaxDims) {
       throw std::runtime_error("tensor with " + std::to_string(ndim) + " dimensions");
     }
-    if (location > 1) {
+    if (location > static_cast<uint8_t>(TensorLocation::kReceiverArena)) {
       throw std::runtime_error("unknown tensor location " + std::to_string(location));
     }
     uint64_t offset = 0;
-    if (location == 1) {
+    if (location != 0) {
       need(sizeof(uint64_t));
       offset = get<uint64_t>(in);
     }
@@ -178,11 +178,12 @@ DecodedTensors allocateFromDescriptors(const std::string& block, uint64_t data_l
       }
     }
     auto type = static_cast<c10::ScalarType>(dtype);
-    if (location == 1) {
+    if (location != 0) {
       if (!arena_tensor) {
         throw std::runtime_error("tensor in shared memory on a connection without it");
       }
-      decoded.tensors.push_back(arena_tensor(offset, nbytes, sizes, type));
+      decoded.tensors.push_back(
+          arena_tensor(static_cast<TensorLocation>(location), offset, nbytes, sizes, type));
       decoded.inline_data.push_back(false);
       continue;
     }

@@ -15,8 +15,8 @@ namespace distgrad::transport {
 //                      meta_len u32 | desc_len u32 | data_len u64
 //   meta (meta_len bytes)
 //   tensor descriptors (desc_len bytes): count u32, then per tensor
-//                      dtype u8 | ndim u8 | location u8 (0 inline, 1 arena) |
-//                      [arena offset u64] | sizes i64[ndim]
+//                      dtype u8 | ndim u8 | location u8 (TensorLocation) |
+//                      [arena offset u64, unless inline] | sizes i64[ndim]
 //   tensor data (data_len bytes): each inline tensor's bytes, in order
 struct FrameHeader {
   static constexpr uint32_t kMagic = 0x44524744;  // "DGRD"
@@ -53,11 +53,14 @@ void validateHeader(const FrameHeader& header, const FrameLimits& limits);
 void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
                    const FrameLimits& limits);
 
-// Where a tensor's bytes travel: inline after the frame's metadata, or in
-// the sender's shared memory arena at offset (see shared_arena.h).
+// Where a tensor's bytes travel (see shared_arena.h): inline after the
+// frame's metadata, in the sender's shared memory arena, or, for a view of
+// the receiver's arena sent back to it, in the receiver's own arena.
+enum class TensorLocation : uint8_t { kInline = 0, kSenderArena = 1, kReceiverArena = 2 };
+
 struct TensorPlacement {
-  bool in_arena = false;
-  uint64_t offset = 0;
+  TensorLocation location = TensorLocation::kInline;
+  uint64_t offset = 0;  // in the arena, unless inline
 };
 
 // Encodes the descriptor block for tensors (all contiguous, on CPU);
@@ -66,10 +69,11 @@ struct TensorPlacement {
 std::string encodeDescriptors(const std::vector<at::Tensor>& tensors,
                               const std::vector<TensorPlacement>& placements, uint64_t* data_len);
 
-// Makes the tensor a descriptor places in the peer's arena, or throws
-// std::runtime_error if offset and nbytes do not fit in it.
-using ArenaTensorFactory = std::function<at::Tensor(
-    uint64_t offset, uint64_t nbytes, c10::IntArrayRef sizes, c10::ScalarType dtype)>;
+// Makes the tensor a descriptor places in an arena, or throws
+// std::runtime_error if offset and nbytes do not fit there.
+using ArenaTensorFactory =
+    std::function<at::Tensor(TensorLocation location, uint64_t offset, uint64_t nbytes,
+                             c10::IntArrayRef sizes, c10::ScalarType dtype)>;
 
 struct DecodedTensors {
   std::vector<at::Tensor> tensors;

@@ -100,7 +100,7 @@ std::optional<uint64_t> LocalArena::allocate(uint64_t nbytes, int peer) {
     if (left > 0) {
       free_.emplace(offset + size, left);
     }
-    used_.emplace(offset, std::make_pair(size, peer));
+    used_.emplace(offset, Region{size, peer});
     return offset;
   }
   return std::nullopt;
@@ -109,33 +109,64 @@ std::optional<uint64_t> LocalArena::allocate(uint64_t nbytes, int peer) {
 void LocalArena::release(uint64_t offset, int peer) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = used_.find(offset);
-  if (it == used_.end() || it->second.second != peer) {
+  if (it == used_.end() || it->second.peer != peer || !it->second.peer_holds) {
     return;
   }
-  uint64_t size = it->second.first;
-  used_.erase(it);
-  freeRegion(offset, size);
+  it->second.peer_holds = false;
+  freeIfUnheld(it);
 }
 
 void LocalArena::releaseAll(int peer) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = used_.begin(); it != used_.end();) {
-    if (it->second.second == peer) {
-      freeRegion(it->first, it->second.first);
-      it = used_.erase(it);
-    } else {
-      ++it;
+    auto next = std::next(it);
+    if (it->second.peer == peer) {
+      it->second.peer_holds = false;
+      freeIfUnheld(it);
     }
+    it = next;
+  }
+}
+
+std::optional<uint64_t> LocalArena::retainReturned(uint64_t offset, uint64_t nbytes, int peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = used_.upper_bound(offset);
+  if (it == used_.begin()) {
+    return std::nullopt;
+  }
+  --it;
+  Region& region = it->second;
+  if (region.peer != peer || !region.peer_holds || offset - it->first > region.size ||
+      nbytes > region.size - (offset - it->first)) {
+    return std::nullopt;
+  }
+  ++region.local_holds;
+  return it->first;
+}
+
+void LocalArena::releaseLocal(uint64_t region) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = used_.find(region);
+  if (it != used_.end() && it->second.local_holds > 0) {
+    --it->second.local_holds;
+    freeIfUnheld(it);
   }
 }
 
 uint64_t LocalArena::bytesInUse() const {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t total = 0;
-  for (const auto& [offset, entry] : used_) {
-    total += entry.first;
+  for (const auto& [offset, region] : used_) {
+    total += region.size;
   }
   return total;
+}
+
+void LocalArena::freeIfUnheld(std::map<uint64_t, Region>::iterator it) {
+  if (!it->second.peer_holds && it->second.local_holds == 0) {
+    freeRegion(it->first, it->second.size);
+    used_.erase(it);
+  }
 }
 
 void LocalArena::freeRegion(uint64_t offset, uint64_t size) {

@@ -7,7 +7,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
 namespace distgrad::transport {
 
@@ -29,8 +28,12 @@ struct ArenaInfo {
 // so that a peer on the same machine receives them without any copy: the
 // received tensor is a view of this memory until the peer releases it.
 //
+// A region is held by the peer it was sent to and, when that peer sends its
+// view back, by the views of it here (local holds): it is free when nobody
+// holds it.
+//
 // Threading: all methods are safe from any thread; mu_ guards the free list
-// and the owners of allocated regions.
+// and the regions in use.
 class LocalArena {
  public:
   // Null if shared memory is not available here.
@@ -48,19 +51,34 @@ class LocalArena {
   // The peer is done with the region at offset. Unknown offsets (a peer
   // that misbehaves) are ignored.
   void release(uint64_t offset, int peer);
-  // Frees every region held by a peer that is gone.
+  // Drops the holds of a peer that is gone.
   void releaseAll(int peer);
+  // A view of [offset, offset + nbytes) came back from peer, which holds the
+  // region containing it: adds a local hold on that region and returns its
+  // offset, or nothing if peer holds no such region.
+  std::optional<uint64_t> retainReturned(uint64_t offset, uint64_t nbytes, int peer);
+  // A view retained with retainReturned is freed.
+  void releaseLocal(uint64_t region);
   uint64_t bytesInUse() const;
 
  private:
+  struct Region {
+    uint64_t size = 0;
+    int peer = -1;  // the peer it was sent to
+    bool peer_holds = true;
+    int local_holds = 0;
+  };
+
   LocalArena(ArenaInfo info, char* base) : info_(info), base_(base) {}
+  // Frees the region at it if nobody holds it any more.
+  void freeIfUnheld(std::map<uint64_t, Region>::iterator it);
   void freeRegion(uint64_t offset, uint64_t size);
 
   const ArenaInfo info_;
   char* const base_;
   mutable std::mutex mu_;
   std::map<uint64_t, uint64_t> free_;  // offset -> size, coalesced
-  std::unordered_map<uint64_t, std::pair<uint64_t, int>> used_;  // offset -> (size, peer)
+  std::map<uint64_t, Region> used_;    // by offset
 };
 
 // A peer's arena mapped into this process. Tensors received from the peer

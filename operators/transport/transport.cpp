@@ -176,9 +176,10 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
       throw std::runtime_error("it answered as rank " + std::to_string(accept.rank));
     }
     conn->setReceiveTimeout(0);
+    conn->setOwnArena(arena_, rank);
     conn->send(encodeArenaReady(mapPeerArena(conn, accept.arena)));
-    if (accept.mapped_your_arena && arena_) {
-      conn->enableArenaSends(arena_.get(), rank);
+    if (accept.mapped_your_arena) {
+      conn->enableArenaSends();
     }
   } catch (const std::runtime_error& e) {
     throw DistNetworkError("handshake with " + describe(rank) + " at " + address +
@@ -229,6 +230,7 @@ void Transport::readLoop(Reader* reader, int rank) {
       Hello decoded = decodeHello(hello, options_.secret, options_.world_size);
       rank = decoded.rank;
       conn.setReceiveTimeout(0);
+      conn.setOwnArena(arena_, rank);
       bool mapped = mapPeerArena(reader->conn, decoded.arena);
       conn.send(encodeAccept(options_.rank, arena_ ? arena_->info() : ArenaInfo(), mapped));
     } catch (const std::exception& e) {
@@ -290,8 +292,8 @@ bool Transport::mapPeerArena(const std::shared_ptr<Connection>& conn, const Aren
 void Transport::onControlFrame(int rank, Connection& conn, const Message& message) {
   switch (message.type) {
     case kArenaReady:
-      if (message.id == 1 && arena_) {
-        conn.enableArenaSends(arena_.get(), rank);
+      if (message.id == 1) {
+        conn.enableArenaSends();
       }
       return;
     case kArenaRelease:

@@ -124,7 +124,9 @@ class Transport {
   int listen_fd_ = -1;
   std::thread accept_thread_;
 
-  const std::unique_ptr<LocalArena> arena_;  // null if disabled or unavailable
+  // Null if disabled or unavailable; shared with the views of its regions
+  // that came back from peers.
+  const std::shared_ptr<LocalArena> arena_;
   ArenaReleases releases_;
 };
 

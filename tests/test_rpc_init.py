@@ -54,3 +54,15 @@ def test_init_rpc_on_a_worker_that_is_running(cluster):
         rpc.rpc_sync("worker1", rpc.init_rpc, ("again", 1, 2), {"init_method": cluster.init_method}, timeout=10)
     assert "init_rpc() was already called in this process (as worker 'worker1')" in str(excinfo.value)
     assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("DISTGRAD_MAX_MESSAGE_BYTES", "lots", "DISTGRAD_MAX_MESSAGE_BYTES must be a positive integer, got 'lots'"),
+    ("DISTGRAD_MAX_MESSAGE_BYTES", "0", "DISTGRAD_MAX_MESSAGE_BYTES must be a positive integer, got '0'"),
+    ("DISTGRAD_SHM_ARENA_BYTES", "-1", "DISTGRAD_SHM_ARENA_BYTES must be a non-negative integer, got '-1'"),
+])
+def test_invalid_size_settings_are_refused(monkeypatch, variable, value, expected):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as excinfo:
+        rpc.init_rpc("w", 0, 1, init_method="tcp://127.0.0.1:1")
+    assert str(excinfo.value) == expected

@@ -62,10 +62,10 @@ def run(payload, *tensors):
 
 
 def _describe(error):
+    """(type name, message) for the caller: built-in and distgrad exception
+    types keep their name, others become RuntimeError naming their class."""
     cls = type(error)
-    message = "".join(traceback.format_exception(error)).rstrip()
-    if cls.__module__ == "builtins":
-        return cls.__name__, f"{error}\n\nRemote traceback:\n{message}"
-    if cls.__module__ == "distgrad.errors":
-        return cls.__name__, f"{error}\n\nRemote traceback:\n{message}"
-    return "RuntimeError", f"{cls.__module__}.{cls.__qualname__}: {error}\n\nRemote traceback:\n{message}"
+    remote_traceback = "".join(traceback.format_exception(error)).rstrip()
+    if cls.__module__ in ("builtins", "distgrad.errors"):
+        return cls.__name__, f"{error}\n\nRemote traceback:\n{remote_traceback}"
+    return "RuntimeError", f"{cls.__module__}.{cls.__qualname__}: {error}\n\nRemote traceback:\n{remote_traceback}"

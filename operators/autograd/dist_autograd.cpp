@@ -12,8 +12,9 @@ namespace distgrad::autograd {
 
 namespace {
 
-// Releases the context here and tells the workers it reached, without
-// waiting for them: they release their copy and tell their own peers.
+// Releases the context here and tells the workers it reached, with
+// notices that get no reply: they release their copy and tell their own
+// peers.
 void releaseEverywhere(int64_t context_id) {
   auto context = ContextContainer::get().release(context_id);
   auto agent = rpc::Agent::currentOrNull();
@@ -28,11 +29,7 @@ void releaseEverywhere(int64_t context_id) {
     request.kind = rpc::CallKind::kInternal;
     request.target = ReleaseContext::kHandler;
     request.args = ReleaseContext{context_id}.toArgs();
-    try {
-      agent->call(rank, std::move(request), -1);
-    } catch (const std::exception&) {
-      // A peer that is gone holds nothing any more.
-    }
+    agent->notify(rank, std::move(request));
   }
 }
 

@@ -195,6 +195,17 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   return future;
 }
 
+void Agent::notify(int dst, Request request) {
+  worker(dst);  // validates dst
+  TORCH_CHECK(request.kind == CallKind::kInternal, "only internal requests go without a reply");
+  try {
+    transport_->send(dst, assembleMessage(kRequestType, kNoReply, encodeRequestBody(request),
+                                          c10::IValue()));
+  } catch (const std::exception&) {
+    // A peer that is gone needs no notice.
+  }
+}
+
 std::optional<Agent::PendingCall> Agent::takePending(uint64_t id) {
   std::lock_guard<std::mutex> lock(pending_mu_);
   auto it = pending_.find(id);
@@ -318,6 +329,10 @@ FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallSc
 
 void Agent::respond(int src, uint64_t id, Response response,
                     const std::shared_ptr<CallScope>& scope) {
+  if (id == kNoReply) {
+    requestFinished();
+    return;
+  }
   try {
     transport::Message message;
     try {
@@ -455,13 +470,9 @@ void Agent::shutdown() {
   pool_.stop();
 }
 
-std::vector<std::string> Agent::lostPeers() const {
+std::vector<std::pair<int, std::string>> Agent::lostPeers() const {
   std::lock_guard<std::mutex> lock(pending_mu_);
-  std::vector<std::string> reasons;
-  for (const auto& [rank, reason] : lost_peers_) {
-    reasons.push_back(reason);
-  }
-  return reasons;
+  return {lost_peers_.begin(), lost_peers_.end()};
 }
 
 size_t Agent::numPendingCalls() const {

@@ -99,6 +99,10 @@ class Agent {
   // rank, tensors that cannot travel) throw here instead.
   FuturePtr call(int dst, Request request, double timeout_seconds);
 
+  // Sends an internal request whose outcome nobody waits for: no reply
+  // travels back. Errors (dst lost, shut down) are ignored.
+  void notify(int dst, Request request);
+
   // Configuration by the layers above; set before requests arrive.
   void registerInternalHandler(const std::string& name, InternalHandler handler,
                                HandlerThread thread = HandlerThread::kPool);
@@ -119,8 +123,8 @@ class Agent {
   // from a pool or reader thread.
   void shutdown();
 
-  // Why each peer this worker lost (died, unreachable, or shut down) was lost.
-  std::vector<std::string> lostPeers() const;
+  // The peers this worker lost (died, unreachable, or shut down): rank and why.
+  std::vector<std::pair<int, std::string>> lostPeers() const;
 
   uint64_t sharedMemoryInUse() const { return transport_->sharedMemoryInUse(); }
   size_t numPendingCalls() const;
@@ -164,6 +168,9 @@ class Agent {
   torch::jit::TaskLauncher task_launcher_;
   std::unique_ptr<transport::Transport> transport_;
 
+  // Call ids start at 1: id 0 marks a request sent with notify(), which
+  // gets no reply.
+  static constexpr uint64_t kNoReply = 0;
   std::atomic<uint64_t> next_call_id_{1};
   mutable std::mutex pending_mu_;  // guards pending_, deadlines_, lost_peers_, stopping_
   std::unordered_map<uint64_t, PendingCall> pending_;

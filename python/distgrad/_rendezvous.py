@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import torch.distributed as c10d
 
-from .errors import DistError, DistTimeoutError
+from .errors import DistError, DistNetworkError, DistTimeoutError
 
 _PREFIX = "distgrad/"
 # A barrier or rendezvous with no timeout still has to pass one to the store.
@@ -90,11 +90,13 @@ class Rendezvous:
             seen[n] = r
         return names, addresses
 
-    def barrier(self, label, timeout, check=None):
+    def barrier(self, label, timeout, lost_workers=None):
         """Returns when all workers have reached the barrier called label.
-        While waiting, calls check() every tenth of a second; it may
-        raise to give up early (a worker is known to be gone)."""
+        While waiting, asks lost_workers() for (rank, reason) of the workers
+        known to be gone, and gives up with DistNetworkError if one of them
+        had not arrived: the barrier can then never complete."""
         key = _PREFIX + f"barrier/{label}"
+        self.store.set(f"{key}/rank/{self.rank}", b"1")
         if self.store.add(key, 1) == self.world_size:
             self.store.set(key + "/done", b"1")
         # Polled with check(), which does not block: a store wait() that
@@ -107,15 +109,9 @@ class Rendezvous:
                 raise DistTimeoutError(
                     f"only {arrived} of {self.world_size} workers reached '{label}' within {timeout} seconds"
                 )
-            if check is not None:
-                try:
-                    check()
-                except Exception:
-                    # Workers leave once everyone has arrived: if the barrier
-                    # is complete, a worker that left is no failure.
-                    if self.store.check(done):
-                        return
-                    raise
+            for rank, reason in (lost_workers() if lost_workers else []):
+                if not self.store.check([f"{key}/rank/{rank}"]):
+                    raise DistNetworkError(f"cannot shut down gracefully: {reason}")
             time.sleep(_CHECK_INTERVAL)
 
     def leave(self, timeout):

@@ -15,7 +15,6 @@ import torch
 import torch.jit._builtins
 
 from . import _C, _python_call
-from .errors import DistNetworkError
 from ._rendezvous import Rendezvous, local_address_towards, parse_init_method
 
 __all__ = [
@@ -192,24 +191,16 @@ def shutdown(graceful=True, timeout=None):
         if graceful:
             if timeout is None:
                 timeout = _C._agent_default_timeout()
-            job.rendezvous.barrier("shutdown", timeout, _fail_if_a_worker_is_lost)
+            job.rendezvous.barrier("shutdown", timeout, _C._agent_lost_peers)
             if not _C._agent_wait_idle(float(timeout)):
                 raise TimeoutError(f"calls still outstanding after {timeout} seconds")
-            job.rendezvous.barrier("idle", timeout, _fail_if_a_worker_is_lost)
+            job.rendezvous.barrier("idle", timeout, _C._agent_lost_peers)
     finally:
         with _lock:
             _C._agent_shutdown()
             _job = None
     if graceful:
         job.rendezvous.leave(timeout)
-
-
-def _fail_if_a_worker_is_lost():
-    # During a graceful shutdown no worker closes its connections before all
-    # have reached the last barrier: a lost one is gone for good.
-    lost = _C._agent_lost_peers()
-    if lost:
-        raise DistNetworkError(f"cannot shut down gracefully: {lost[0]}")
 
 
 # In scripted code rpc_async and rpc_sync compile to the dist_rpc operators,

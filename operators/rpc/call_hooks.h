@@ -37,9 +37,9 @@ class CallHooks {
   // request's original tensors. Returns the request's extension.
   virtual c10::IValue onSendRequest(int dst, const std::vector<at::Tensor>& tensors) = 0;
 
-  // On the callee, when a request from src arrives, before it is decoded any
-  // further or executed. tensors are the received tensors. Returns the scope
-  // the call runs in (never null).
+  // On the callee, on the reader thread, when a request from src has been
+  // decoded and before it runs. tensors are the received tensors. Returns the scope
+  // the call runs in, or null if the request carries nothing to set up.
   virtual std::shared_ptr<CallScope> onReceiveRequest(int src, const c10::IValue& extension,
                                                       const std::vector<at::Tensor>& tensors) = 0;
 

@@ -149,6 +149,19 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   if (timeout_seconds < 0) {
     timeout_seconds = options_.default_timeout_seconds;
   }
+  auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  {
+    // Checked before anything is recorded for a call that cannot be made.
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    if (stopping_) {
+      throw DistNetworkError("distgrad RPC has been shut down on this worker");
+    }
+    auto lost = lost_peers_.find(dst);
+    if (lost != lost_peers_.end()) {
+      future->setError(std::make_exception_ptr(DistNetworkError(lost->second)));
+      return future;
+    }
+  }
   EncodedBody body = encodeRequestBody(request);
   try {
     transport::checkOutgoing(body.body.size(), body.wire_tensors, options_.limits);
@@ -161,17 +174,9 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   }
   uint64_t id = next_call_id_++;
   transport::Message message = assembleMessage(kRequestType, id, body, extension);
-  auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
   {
+    // A peer lost or a shutdown since the check above shows as a failed send.
     std::lock_guard<std::mutex> lock(pending_mu_);
-    if (stopping_) {
-      throw DistNetworkError("distgrad RPC has been shut down on this worker");
-    }
-    auto lost = lost_peers_.find(dst);
-    if (lost != lost_peers_.end()) {
-      future->setError(std::make_exception_ptr(DistNetworkError(lost->second)));
-      return future;
-    }
     PendingCall pending{future, dst, std::move(extension), timeout_seconds};
     if (timeout_seconds > 0) {
       auto deadline = std::chrono::steady_clock::now() +

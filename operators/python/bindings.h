@@ -8,6 +8,7 @@ namespace distgrad::python {
 // wraps them in python/distgrad.
 void initErrorBindings(pybind11::module& m);
 void initRpcBindings(pybind11::module& m);
+void initRRefBindings(pybind11::module& m);
 void initAutogradBindings(pybind11::module& m);
 
 }  // namespace distgrad::python

@@ -5,5 +5,6 @@
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::python::initErrorBindings(m);
   distgrad::python::initRpcBindings(m);
+  distgrad::python::initRRefBindings(m);
   distgrad::python::initAutogradBindings(m);
 }

@@ -1,6 +1,7 @@
 #include "autograd/dist_autograd.h"
 #include "common/errors.h"
 #include "python/bindings.h"
+#include "python/python_values.h"
 #include "rpc/agent.h"
 
 #include <torch/csrc/jit/python/pybind_utils.h>
@@ -61,6 +62,20 @@ class PythonScriptFunctions {
     return fn;
   }
 
+  // A TorchScript class, found the same way (for objects in RPC messages).
+  c10::StrongTypePtr resolveClass(const c10::QualifiedName& qualname) {
+    std::lock_guard<std::mutex> resolving(resolving_mu_);
+    py::gil_scoped_acquire gil;
+    c10::ClassTypePtr cls = cu_->get_class(qualname);
+    if (!cls) {
+      importModuleOf(qualname);
+      cls = cu_->get_class(qualname);
+    }
+    TORCH_CHECK_VALUE(cls != nullptr, "unknown TorchScript class '", qualname.qualifiedName(),
+                      "' (is its module importable on this worker?)");
+    return c10::StrongTypePtr(cu_, cls);
+  }
+
  private:
   // "__torch__.a.b.fn": tries to import a.b, then a. Called with the GIL.
   static void importModuleOf(const c10::QualifiedName& qualname) {
@@ -84,34 +99,6 @@ class PythonScriptFunctions {
   std::mutex mu_;  // guards resolved_
   std::unordered_map<std::string, torch::jit::Function*> resolved_;
 };
-
-// Runs a pickled Python call with distgrad._python_call.run; its result
-// travels as (payload, tensors...).
-Agent::PythonCallRunner pythonCallRunner() {
-  // Leaked on purpose: destroying it at exit would need the GIL.
-  auto* run = new py::object(py::module::import("distgrad._python_call").attr("run"));
-  return [run](const std::vector<c10::IValue>& args) -> c10::IValue {
-    py::gil_scoped_acquire gil;
-    py::tuple py_args(args.size());
-    for (size_t i = 0; i < args.size(); ++i) {
-      py_args[i] = torch::jit::toPyObject(args[i]);
-    }
-    py::tuple outcome = (*run)(*py_args);
-    if (!outcome[0].cast<bool>()) {
-      throw RemoteError(outcome[1].cast<std::string>(), outcome[2].cast<std::string>(), "");
-    }
-    std::vector<c10::IValue> result;
-    for (size_t i = 1; i < outcome.size(); ++i) {
-      result.push_back(torch::jit::toIValue(outcome[i], c10::TensorType::get()));
-    }
-    return c10::ivalue::Tuple::create(std::move(result));
-  };
-}
-
-// The c10 future inside a torch.futures.Future created in Python.
-FuturePtr futureOf(const py::object& py_future) {
-  return py::cast<std::shared_ptr<torch::jit::PythonFutureWrapper>>(py_future)->fut;
-}
 
 // Sends the request. With no Python future, waits (without the GIL) and
 // returns the result; otherwise completes py_future from the agent's pool
@@ -252,6 +239,12 @@ c10::IValue toUntypedIValue(const py::handle& obj) {
     }
     return list;
   }
+  // Objects of TorchScript classes, such as distgrad.rpc.RRef.
+  py::object script_class =
+      py::module::import("torch.jit._state").attr("_get_script_class")(obj.get_type());
+  if (!script_class.is_none()) {
+    return torch::jit::toIValue(obj, py::cast<c10::ClassTypePtr>(script_class));
+  }
   TORCH_CHECK_TYPE(false, "cannot pass a ", std::string(py::str(obj.get_type())),
                    " to a function called by name; pass the function itself instead");
 }
@@ -291,7 +284,10 @@ void initRpcBindings(py::module& m) {
         auto functions = std::make_shared<PythonScriptFunctions>();
         agent->setScriptFunctionResolver(
             [functions](const std::string& name) { return (*functions)(name); });
-        agent->setPythonCallRunner(pythonCallRunner());
+        rpc::setClassResolver(
+            [functions](const c10::QualifiedName& name) { return functions->resolveClass(name); });
+        agent->setPythonCallRunner(pythonCallRunner(agent));
+        agent->setPythonValueCodec(pythonValueCodec());
         int port = agent->listen(host);
         Agent::install(agent);
         return port;
@@ -320,63 +316,73 @@ void initRpcBindings(py::module& m) {
   m.def("_agent_default_timeout", [] { return Agent::current()->defaultTimeout(); });
   m.def("_agent_debug_info", [] {
     auto agent = Agent::current();
-    return std::map<std::string, int64_t>{
+    std::map<std::string, int64_t> info{
         {"num_pending_calls", static_cast<int64_t>(agent->numPendingCalls())},
         {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())},
         {"shared_memory_bytes_in_use", static_cast<int64_t>(agent->sharedMemoryInUse())}};
+    for (const auto& [name, count] : agent->rrefs().debugInfo()) {
+      info.emplace(name, count);
+    }
+    return info;
   });
   m.def("_agent_lost_peers", [] { return Agent::current()->lostPeers(); });
   m.def("_rank_of", &rankOf);
 
-  m.def(
-      "_invoke_builtin",
-      [](int dst, const std::string& name, double timeout, const py::object& py_future,
-         const py::args& args, const py::kwargs& kwargs) {
-        // Resolved here, like torch's own Python bindings resolve overloads,
-        // so the callee runs the exact overload with a complete stack.
-        const auto& ops = torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(name));
-        TORCH_CHECK_VALUE(!ops.empty(), "unknown builtin operator '", name, "'");
-        auto [op, stack] = torch::jit::getOpWithStack(ops, args, kwargs);
-        const auto& op_name = op->schema().operator_name();
-        Request request;
-        request.kind = CallKind::kBuiltin;
-        request.target = op_name.overload_name.empty() ? op_name.name
-                                                       : op_name.name + "." + op_name.overload_name;
-        request.args = std::move(stack);
-        return invoke(dst, std::move(request), timeout, py_future);
-      });
-  m.def(
-      "_invoke_script",
-      [](int dst, const torch::jit::StrongFunctionPtr& fn, double timeout,
-         const py::object& py_future, const py::args& args, const py::kwargs& kwargs) {
-        Request request;
-        request.kind = CallKind::kScript;
-        request.target = fn.function_->qualname().qualifiedName();
-        request.args = stackForSchema(fn.function_->getSchema(), args, kwargs);
-        return invoke(dst, std::move(request), timeout, py_future);
-      });
-  m.def(
-      "_invoke_named",
-      [](int dst, const std::string& name, const py::tuple& args, double timeout,
-         const py::object& py_future) {
-        std::vector<c10::IValue> values;
-        for (const auto& a : args) {
-          values.push_back(toUntypedIValue(a));
-        }
-        return invoke(dst, Request::byName(name, std::move(values)), timeout, py_future);
-      });
-  m.def(
-      "_invoke_python",
-      [](int dst, const at::Tensor& payload, const std::vector<at::Tensor>& tensors,
-         double timeout, const py::object& py_future, const py::object& decode) {
-        Request request;
-        request.kind = CallKind::kPython;
-        request.args.push_back(payload);
-        for (const auto& t : tensors) {
-          request.args.push_back(t);
-        }
-        return invoke(dst, std::move(request), timeout, py_future, decode);
-      });
+  // A call is built by one of the *_request functions, then sent by
+  // _invoke (rpc_sync, rpc_async) or _remote.
+  py::class_<Request>(m, "_Request");
+  m.def("_builtin_request", [](const std::string& name, const py::args& args,
+                               const py::kwargs& kwargs) {
+    // Resolved here, like torch's own Python bindings resolve overloads,
+    // so the callee runs the exact overload with a complete stack.
+    const auto& ops = torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(name));
+    TORCH_CHECK_VALUE(!ops.empty(), "unknown builtin operator '", name, "'");
+    auto [op, stack] = torch::jit::getOpWithStack(ops, args, kwargs);
+    const auto& op_name = op->schema().operator_name();
+    Request request;
+    request.kind = CallKind::kBuiltin;
+    request.target = op_name.overload_name.empty() ? op_name.name
+                                                   : op_name.name + "." + op_name.overload_name;
+    request.args = std::move(stack);
+    return request;
+  });
+  m.def("_script_request", [](const torch::jit::StrongFunctionPtr& fn, const py::args& args,
+                              const py::kwargs& kwargs) {
+    Request request;
+    request.kind = CallKind::kScript;
+    request.target = fn.function_->qualname().qualifiedName();
+    request.args = stackForSchema(fn.function_->getSchema(), args, kwargs);
+    return request;
+  });
+  m.def("_named_request", [](const std::string& name, const py::tuple& args) {
+    std::vector<c10::IValue> values;
+    for (const auto& a : args) {
+      values.push_back(toUntypedIValue(a));
+    }
+    return Request::byName(name, std::move(values));
+  });
+  m.def("_python_request", [](const py::handle& payload, const py::handle& tensors,
+                              const py::handle& rrefs) {
+    Request request;
+    request.kind = CallKind::kPython;
+    c10::IValue serialized = serializedValue(payload, tensors, rrefs);
+    const auto& parts = serialized.toTupleRef().elements();
+    request.args.assign(parts.begin(), parts.end());
+    return request;
+  });
+  m.def("_invoke", [](int dst, Request request, double timeout, const py::object& py_future,
+                      const py::object& decode) {
+    return invoke(dst, std::move(request), timeout, py_future, decode);
+  });
+  m.def("_remote", [](int dst, Request request, double timeout) {
+    auto agent = Agent::current();
+    rpc::RRefPtr rref;
+    {
+      py::gil_scoped_release no_gil;
+      rref = agent->remote(dst, std::move(request), timeout);
+    }
+    return torch::jit::toPyObject(c10::IValue(std::move(rref)));
+  });
 }
 
 }  // namespace distgrad::python

@@ -3,6 +3,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "rpc/builtin_operator.h"
+#include "rpc/rref_messages.h"
 
 #include <ATen/ThreadLocalState.h>
 #include <c10/util/Exception.h>
@@ -28,6 +29,31 @@ void runInScope(const std::shared_ptr<CallScope>& scope, const std::function<voi
   } else {
     fn();
   }
+}
+
+// A future of what f's value is, waiting for it when it is itself a future
+// (a TorchScript function returning Future[T], async_execution).
+FuturePtr flatten(const FuturePtr& f) {
+  if (f->completed() && (f->hasError() || !f->value().isFuture())) {
+    return f;
+  }
+  auto out = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  f->addCallback([out](c10::ivalue::Future& done) {
+    if (done.hasError()) {
+      out->setErrorIfNeeded(done.exception_ptr());
+    } else if (!done.value().isFuture()) {
+      out->markCompleted(done.value());
+    } else {
+      flatten(done.value().toFuture())->addCallback([out](c10::ivalue::Future& inner) {
+        if (inner.hasError()) {
+          out->setErrorIfNeeded(inner.exception_ptr());
+        } else {
+          out->markCompleted(inner.value());
+        }
+      });
+    }
+  });
+  return out;
 }
 
 std::string seconds(double s) {
@@ -66,7 +92,10 @@ void Agent::uninstall() {
 }
 
 Agent::Agent(AgentOptions options)
-    : options_(std::move(options)), pool_(options_.num_worker_threads) {
+    : options_(std::move(options)),
+      pool_(options_.num_worker_threads),
+      rrefs_(std::make_unique<RRefContext>(*this)) {
+  rrefs_->install();
   // Like at::launch, tasks carry the launching thread's state (grad mode,
   // the current distributed autograd context, ...): TorchScript restores it
   // itself for continuations after wait(), but not for forked tasks.
@@ -144,6 +173,10 @@ void Agent::setPythonCallRunner(PythonCallRunner runner) {
   python_runner_ = std::move(runner);
 }
 
+void Agent::setPythonValueCodec(PythonValueCodec codec) {
+  python_codec_ = std::move(codec);
+}
+
 FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   worker(dst);  // validates dst
   if (timeout_seconds < 0) {
@@ -173,7 +206,8 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
     extension = hooks_->onSendRequest(dst, body.tensors);
   }
   uint64_t id = next_call_id_++;
-  transport::Message message = assembleMessage(kRequestType, id, body, extension);
+  std::vector<c10::IValue> rref_states = rrefs_->fork(body.rrefs, dst);
+  transport::Message message = assembleMessage(kRequestType, id, body, rref_states, extension);
   {
     // A peer lost or a shutdown since the check above shows as a failed send.
     std::lock_guard<std::mutex> lock(pending_mu_);
@@ -193,6 +227,7 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   try {
     transport_->send(dst, message);
   } catch (const std::exception&) {
+    rrefs_->abortForks(rref_states);
     if (auto pending = takePending(id)) {
       pending->future->setError(std::current_exception());
     }
@@ -200,11 +235,60 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   return future;
 }
 
+RRefPtr Agent::remote(int dst, Request request, double timeout_seconds) {
+  worker(dst);  // validates dst
+  auto [rref, target] = rrefs_->prepareRemote(dst);
+  request.remote = target;
+  FuturePtr future;
+  try {
+    future = call(dst, std::move(request), timeout_seconds);
+  } catch (...) {
+    rrefs_->finishRemote(rref, nullptr);
+    throw;
+  }
+  rrefs_->finishRemote(rref, future);
+  return rref;
+}
+
+FuturePtr Agent::fetch(const RRefPtr& rref, double timeout_seconds) {
+  if (rref->isOwner()) {
+    return rref->owner()->value();
+  }
+  if (rref->user()->agent().lock().get() != this) {
+    throw DistError("RRef " + std::to_string(rref->id()) +
+                    " belongs to an RPC job that has shut down");
+  }
+  const auto& created = rref->user()->created();
+  if (created->completed() && created->hasError()) {
+    // remote() failed: that is what using the RRef raises.
+    return created;
+  }
+  Request request;
+  request.kind = CallKind::kRRefFetch;
+  request.args.emplace_back(rref->id());
+  return call(rref->ownerRank(), std::move(request), timeout_seconds);
+}
+
+c10::IValue Agent::toHere(const RRefPtr& rref, double timeout_seconds) {
+  FuturePtr fetched = fetch(rref, timeout_seconds);
+  fetched->waitAndThrow();
+  return rref->isOwner() ? fetched->value() : decodeFetched(fetched->value());
+}
+
+c10::IValue Agent::decodeFetched(const c10::IValue& fetched) const {
+  FetchedValue value = FetchedValue::fromIValue(fetched);
+  if (!value.python) {
+    return value.value;
+  }
+  TORCH_CHECK(python_codec_.deserialize, "this worker cannot decode Python objects");
+  return python_codec_.deserialize(value.value);
+}
+
 void Agent::notify(int dst, Request request) {
   worker(dst);  // validates dst
   TORCH_CHECK(request.kind == CallKind::kInternal, "only internal requests go without a reply");
   try {
-    transport_->send(dst, assembleMessage(kRequestType, kNoReply, encodeRequestBody(request),
+    transport_->send(dst, assembleMessage(kRequestType, kNoReply, encodeRequestBody(request), {},
                                           c10::IValue()));
   } catch (const std::exception&) {
     // A peer that is gone needs no notice.
@@ -243,8 +327,14 @@ void Agent::onRequest(int src, transport::Message&& message) {
   ++active_requests_;
   const uint64_t id = message.id;
   std::shared_ptr<CallScope> scope;
+  std::optional<RemoteTarget> remote;
   try {
-    auto request = std::make_shared<Request>(decodeRequest(message));
+    auto request = std::make_shared<Request>(decodeRequest(message, src, *rrefs_));
+    remote = request->remote;
+    if (remote) {
+      // Before anything can fail: setValue below always follows.
+      rrefs_->expectValue(*remote, src);
+    }
     if (hooks_ && request->kind != CallKind::kInternal) {
       scope = hooks_->onReceiveRequest(src, request->extension, message.tensors);
     }
@@ -253,15 +343,20 @@ void Agent::onRequest(int src, transport::Message&& message) {
       try {
         result = execute(src, *request, scope);
       } catch (...) {
-        respond(src, id, Response::fromException(std::current_exception(), self().name), scope);
-        return;
+        result = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+        result->setError(std::current_exception());
       }
-      result->addCallback([this, src, id, scope](c10::ivalue::Future& done) {
+      result->addCallback([this, src, id, scope, remote = request->remote](c10::ivalue::Future& done) {
+        if (remote) {
+          // The owner keeps the value; the caller only learns the outcome.
+          rrefs_->setValue(remote->rref_id,
+                           c10::intrusive_ptr<c10::ivalue::Future>::reclaim_copy(&done));
+        }
         if (done.hasError()) {
           respond(src, id, Response::fromException(done.exception_ptr(), self().name), scope);
         } else {
           Response response;
-          response.value = done.value();
+          response.value = remote ? c10::IValue() : done.value();
           respond(src, id, std::move(response), scope);
         }
       });
@@ -272,6 +367,11 @@ void Agent::onRequest(int src, transport::Message&& message) {
       pool_.run(std::move(serve));
     }
   } catch (...) {
+    if (remote) {
+      auto failed = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+      failed->setError(std::current_exception());
+      rrefs_->setValue(remote->rref_id, failed);
+    }
     respond(src, id, Response::fromException(std::current_exception(), self().name), scope);
   }
 }
@@ -314,13 +414,18 @@ FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallSc
       fn->getSchema().checkAndNormalizeInputs(stack, request.kwargs);
       FuturePtr result;
       runInScope(scope, [&] { result = fn->runAsync(stack, task_launcher_); });
-      return result;
+      // A function returning Future[T] (async_execution) answers with T.
+      return flatten(result);
     }
     case CallKind::kPython: {
       TORCH_CHECK(python_runner_, "this worker cannot run Python functions");
-      c10::IValue value;
-      runInScope(scope, [&] { value = python_runner_(request.args); });
-      return completedFuture(std::move(value));
+      FuturePtr result;
+      runInScope(scope, [&] { result = python_runner_(request.args, request.remote.has_value()); });
+      return result;
+    }
+    case CallKind::kRRefFetch: {
+      TORCH_CHECK(request.args.size() == 1 && request.args[0].isInt(), "malformed RRef fetch");
+      return fetchedValue(request.args[0].toInt());
     }
     case CallKind::kInternal: {
       auto handler = internal_handlers_.find(request.target);
@@ -332,6 +437,33 @@ FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallSc
   TORCH_CHECK(false, "unknown request kind");
 }
 
+FuturePtr Agent::fetchedValue(int64_t rref_id) {
+  FuturePtr value = rrefs_->ownerValue(rref_id);
+  auto out = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  value->addCallback([this, out](c10::ivalue::Future& done) {
+    if (done.hasError()) {
+      out->setError(done.exception_ptr());
+      return;
+    }
+    c10::IValue v = done.value();
+    if (!v.isPyObject()) {
+      out->markCompleted(FetchedValue{false, std::move(v)}.toIValue());
+      return;
+    }
+    // The value may be set on any thread (a reader thread): Python work
+    // goes to the pool.
+    pool_.run([this, out, v = std::move(v)] {
+      try {
+        TORCH_CHECK(python_codec_.serialize, "this worker cannot send Python objects");
+        out->markCompleted(FetchedValue{true, python_codec_.serialize(v)}.toIValue());
+      } catch (...) {
+        out->setErrorIfNeeded(std::current_exception());
+      }
+    });
+  });
+  return out;
+}
+
 void Agent::respond(int src, uint64_t id, Response response,
                     const std::shared_ptr<CallScope>& scope) {
   if (id == kNoReply) {
@@ -340,17 +472,26 @@ void Agent::respond(int src, uint64_t id, Response response,
   }
   try {
     transport::Message message;
+    std::vector<c10::IValue> rref_states;
     try {
       EncodedBody body = encodeResponseBody(response);
       transport::checkOutgoing(body.body.size(), body.wire_tensors, options_.limits);
       c10::IValue extension = scope ? scope->onSendResponse(src, body.tensors) : c10::IValue();
-      message = assembleMessage(kResponseType, id, body, extension);
+      rref_states = rrefs_->fork(body.rrefs, src);
+      message = assembleMessage(kResponseType, id, body, rref_states, extension);
     } catch (...) {
       // The result itself cannot travel (or recording it failed): say why.
+      rrefs_->abortForks(rref_states);
+      rref_states.clear();
       Response error = Response::fromException(std::current_exception(), self().name);
-      message = assembleMessage(kResponseType, id, encodeResponseBody(error), c10::IValue());
+      message = assembleMessage(kResponseType, id, encodeResponseBody(error), {}, c10::IValue());
     }
-    transport_->send(src, message);
+    try {
+      transport_->send(src, message);
+    } catch (const std::exception&) {
+      rrefs_->abortForks(rref_states);
+      throw;
+    }
   } catch (const std::exception&) {
     // The caller is unreachable; its own side reports the lost connection.
   }
@@ -370,7 +511,7 @@ void Agent::onResponse(int src, transport::Message&& message) {
     return;  // the call already timed out or failed
   }
   try {
-    Response response = decodeResponse(message);
+    Response response = decodeResponse(message, src, *rrefs_);
     if (hooks_ && !pending->request_extension.isNone()) {
       hooks_->onReceiveResponse(src, pending->request_extension, response.extension,
                                 message.tensors);
@@ -386,6 +527,7 @@ void Agent::onResponse(int src, transport::Message&& message) {
 }
 
 void Agent::onPeerLost(int rank, const std::string& reason) {
+  rrefs_->onPeerLost(rank);
   std::vector<PendingCall> failed;
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
@@ -473,6 +615,7 @@ void Agent::shutdown() {
   }
   timeout_thread_.join();
   pool_.stop();
+  rrefs_->clear();
 }
 
 std::vector<std::pair<int, std::string>> Agent::lostPeers() const {

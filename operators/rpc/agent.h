@@ -3,6 +3,7 @@
 #include "rpc/call_hooks.h"
 #include "rpc/request.h"
 #include "rpc/response.h"
+#include "rpc/rref_context.h"
 #include "rpc/thread_pool.h"
 #include "transport/transport.h"
 
@@ -51,7 +52,7 @@ using FuturePtr = c10::intrusive_ptr<c10::ivalue::Future>;
 // thread that observes the outcome (a reader thread, the timeout thread, or
 // the thread reporting a lost peer), so callbacks on it must not block; code
 // that hands results to users completes its own future from pool().
-class Agent {
+class Agent : public std::enable_shared_from_this<Agent> {
  public:
   // Runs an internal request (CallKind::kInternal); the returned future's
   // value becomes the response.
@@ -63,9 +64,19 @@ class Agent {
   // Finds a TorchScript function by qualified name ("__torch__.pkg.fn"), or
   // throws c10::ValueError. Called on pool threads.
   using ScriptFunctionResolver = std::function<torch::jit::Function*(const std::string&)>;
-  // Runs a pickled Python call; args are (payload, tensors...). Returns the
-  // pickled result or throws RemoteError describing the Python exception.
-  using PythonCallRunner = std::function<c10::IValue(const std::vector<c10::IValue>& args)>;
+  // Runs a pickled Python call; args are (payload, tensors, rrefs). The
+  // future completes with the pickled result (payload, tensors, rrefs), or
+  // with the Python value itself if keep_value (for remote()), or with a
+  // RemoteError describing the Python exception. It may complete later (a
+  // function marked async_execution) and on any thread.
+  using PythonCallRunner =
+      std::function<FuturePtr(const std::vector<c10::IValue>& args, bool keep_value)>;
+  // Converts Python objects held as values (of RRefs) to what travels
+  // (payload, tensors, rrefs) and back; both take the GIL themselves.
+  struct PythonValueCodec {
+    std::function<c10::IValue(const c10::IValue& value)> serialize;
+    std::function<c10::IValue(const c10::IValue& serialized)> deserialize;
+  };
 
   // The process's agent, between init_rpc and shutdown.
   static std::shared_ptr<Agent> current();  // throws DistError if there is none
@@ -103,12 +114,30 @@ class Agent {
   // travels back. Errors (dst lost, shut down) are ignored.
   void notify(int dst, Request request);
 
+  // remote(): sends request to dst, which keeps the result as the value of
+  // the returned RRef. Returns at once; errors of the call surface when the
+  // RRef is used. Invalid arguments throw here, as for call().
+  RRefPtr remote(int dst, Request request, double timeout_seconds);
+
+  // to_here(): the value of rref, a copy fetched from its owner (recorded by
+  // the call hooks like any call), or the value itself on the owner. The
+  // future's value is for decodeFetched(); it completes on any thread.
+  FuturePtr fetch(const RRefPtr& rref, double timeout_seconds);
+  // The value a completed fetch() carries (Python objects are deserialized,
+  // taking the GIL).
+  c10::IValue decodeFetched(const c10::IValue& fetched) const;
+  // fetch(), waited for and decoded. Throws what the owner raised.
+  c10::IValue toHere(const RRefPtr& rref, double timeout_seconds);
+
+  RRefContext& rrefs() { return *rrefs_; }
+
   // Configuration by the layers above; set before requests arrive.
   void registerInternalHandler(const std::string& name, InternalHandler handler,
                                HandlerThread thread = HandlerThread::kPool);
   void setCallHooks(std::shared_ptr<CallHooks> hooks);
   void setScriptFunctionResolver(ScriptFunctionResolver resolver);
   void setPythonCallRunner(PythonCallRunner runner);
+  void setPythonValueCodec(PythonValueCodec codec);
 
   ThreadPool& pool() { return pool_; }
   // Launches TorchScript continuations and forks on the pool.
@@ -147,6 +176,8 @@ class Agent {
 
   bool runsInline(const Request& request, const transport::Message& message) const;
   FuturePtr execute(int src, Request& request, const std::shared_ptr<CallScope>& scope);
+  // The value of an RRef owned here, as it travels to a fetching worker.
+  FuturePtr fetchedValue(int64_t rref_id);
   void respond(int src, uint64_t id, Response response, const std::shared_ptr<CallScope>& scope);
   void requestFinished();
 
@@ -163,9 +194,11 @@ class Agent {
   std::unordered_map<std::string, std::pair<InternalHandler, HandlerThread>> internal_handlers_;
   ScriptFunctionResolver script_resolver_;
   PythonCallRunner python_runner_;
+  PythonValueCodec python_codec_;
 
   ThreadPool pool_;
   torch::jit::TaskLauncher task_launcher_;
+  const std::unique_ptr<RRefContext> rrefs_;
   std::unique_ptr<transport::Transport> transport_;
 
   // Call ids start at 1: id 0 marks a request sent with notify(), which

@@ -25,16 +25,24 @@ EncodedBody encodeRequestBody(const Request& request) {
     names.emplace_back(name);
     values.push_back(value);
   }
+  c10::IValue remote;
+  if (request.remote) {
+    remote = c10::ivalue::Tuple::create({request.remote->rref_id, request.remote->fork_id});
+  }
   auto body = c10::ivalue::Tuple::create(
       {static_cast<int64_t>(request.kind), request.target, c10::ivalue::Tuple::create(request.args),
-       c10::ivalue::Tuple::create(std::move(names)), c10::ivalue::Tuple::create(std::move(values))});
+       c10::ivalue::Tuple::create(std::move(names)), c10::ivalue::Tuple::create(std::move(values)),
+       std::move(remote)});
   return encodeBody(body);
 }
 
-Request decodeRequest(const transport::Message& message) {
-  auto [body, extension] = splitMeta(message.meta);
-  c10::IValue decoded = unpickleBody(body, message.tensors);
-  if (!decoded.isTuple() || decoded.toTupleRef().elements().size() != 5) {
+Request decodeRequest(const transport::Message& message, int src, RRefContext& rrefs) {
+  SplitMeta meta = splitMeta(message.meta);
+  // Adopted first, so that every RRef of the message is accounted for even
+  // if the body fails to decode.
+  std::vector<RRefPtr> table = rrefs.adopt(meta.rref_states, src);
+  c10::IValue decoded = unpickleBody(meta.body, message.tensors, table);
+  if (!decoded.isTuple() || decoded.toTupleRef().elements().size() != 6) {
     throw std::runtime_error("malformed request body");
   }
   const auto& fields = decoded.toTupleRef().elements();
@@ -44,8 +52,17 @@ Request decodeRequest(const transport::Message& message) {
     throw std::runtime_error("malformed request body");
   }
   Request request;
+  if (!fields[5].isNone()) {
+    const auto& remote = fields[5];
+    if (!remote.isTuple() || remote.toTupleRef().size() != 2 ||
+        !remote.toTupleRef().elements()[0].isInt() || !remote.toTupleRef().elements()[1].isInt()) {
+      throw std::runtime_error("malformed remote() target");
+    }
+    request.remote = RemoteTarget{remote.toTupleRef().elements()[0].toInt(),
+                                  remote.toTupleRef().elements()[1].toInt()};
+  }
   int64_t kind = fields[0].toInt();
-  if (kind < 0 || kind > static_cast<int64_t>(CallKind::kInternal)) {
+  if (kind < 0 || kind > static_cast<int64_t>(CallKind::kRRefFetch)) {
     throw std::runtime_error("unknown request kind " + std::to_string(kind));
   }
   request.kind = static_cast<CallKind>(kind);
@@ -60,7 +77,7 @@ Request decodeRequest(const transport::Message& message) {
     }
     request.kwargs.emplace(names[i].toStringRef(), values[i]);
   }
-  request.extension = std::move(extension);
+  request.extension = std::move(meta.extension);
   return request;
 }
 

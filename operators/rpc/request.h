@@ -1,10 +1,12 @@
 #pragma once
 
+#include "rpc/rref_context.h"
 #include "rpc/wire.h"
 #include "transport/message.h"
 
 #include <ATen/core/ivalue.h>
 
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +21,7 @@ enum class CallKind : int64_t {
   kScript = 1,    // a TorchScript function, target its qualified name
   kPython = 2,    // a pickled Python call; args are (payload, tensors...)
   kInternal = 3,  // a handler another distgrad layer registered, target its name
+  kRRefFetch = 4,  // the value of an RRef owned by the callee; args (rref id)
 };
 
 using Kwargs = std::unordered_map<std::string, c10::IValue>;
@@ -33,6 +36,9 @@ struct Request {
   std::string target;
   std::vector<c10::IValue> args;
   Kwargs kwargs;
+  // Set for remote(): the callee keeps the result as this RRef's value and
+  // answers None (or the error).
+  std::optional<RemoteTarget> remote;
   c10::IValue extension;  // set by CallHooks; opaque to the rpc layer
 };
 
@@ -40,8 +46,9 @@ struct Request {
 // once hooks have computed the extension from the body's tensors.
 EncodedBody encodeRequestBody(const Request& request);
 
-// Decodes a request; its tensors are the message's tensors. Throws
+// Decodes a request from src; its tensors are the message's tensors and its
+// RRefs are adopted by rrefs (see RRefContext::adopt). Throws
 // std::runtime_error on malformed metadata.
-Request decodeRequest(const transport::Message& message);
+Request decodeRequest(const transport::Message& message, int src, RRefContext& rrefs);
 
 }  // namespace distgrad::rpc

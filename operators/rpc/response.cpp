@@ -85,9 +85,10 @@ EncodedBody encodeResponseBody(const Response& response) {
   return encodeBody(body);
 }
 
-Response decodeResponse(const transport::Message& message) {
-  auto [body, extension] = splitMeta(message.meta);
-  c10::IValue decoded = unpickleBody(body, message.tensors);
+Response decodeResponse(const transport::Message& message, int src, RRefContext& rrefs) {
+  SplitMeta meta = splitMeta(message.meta);
+  std::vector<RRefPtr> table = rrefs.adopt(meta.rref_states, src);
+  c10::IValue decoded = unpickleBody(meta.body, message.tensors, table);
   if (!decoded.isTuple() || decoded.toTupleRef().elements().empty() ||
       !decoded.toTupleRef().elements()[0].isBool()) {
     throw std::runtime_error("malformed response body");
@@ -105,7 +106,7 @@ Response decodeResponse(const transport::Message& message) {
   } else {
     throw std::runtime_error("malformed response body");
   }
-  r.extension = std::move(extension);
+  r.extension = std::move(meta.extension);
   return r;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "rpc/rref_context.h"
 #include "rpc/wire.h"
 #include "transport/message.h"
 
@@ -41,7 +42,8 @@ struct Response {
 // Encodes the response's body; see encodeRequestBody.
 EncodedBody encodeResponseBody(const Response& response);
 
+// Decodes a response from src, adopting its RRefs like decodeRequest.
 // Throws std::runtime_error on malformed metadata.
-Response decodeResponse(const transport::Message& message);
+Response decodeResponse(const transport::Message& message, int src, RRefContext& rrefs);
 
 }  // namespace distgrad::rpc

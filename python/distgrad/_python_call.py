@@ -1,5 +1,7 @@
-"""How Python callables and their results travel: pickled by reference, with
-tensors kept out of the pickle so that their bytes travel raw."""
+"""How Python callables, their results and Python values of RRefs travel:
+pickled by reference, with tensors and RRefs kept out of the pickle (as
+(payload, tensors, rrefs)) so that tensor bytes travel raw and RRefs are
+accounted for by the runtime."""
 
 import io
 import pickle
@@ -7,58 +9,89 @@ import traceback
 
 import torch
 
+from .rpc import functions
+from .rpc.rref import RRef, ScriptRRef
+
+# What run() and finish() return, as (kind, ...); see operators/python/python_values.cpp.
+_VALUE, _SERIALIZED, _FUTURE, _ERROR = range(4)
+
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file, tensors):
+    def __init__(self, file, tensors, rrefs):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._tensors = tensors
+        self._rrefs = rrefs
 
     def persistent_id(self, obj):
         if isinstance(obj, torch.Tensor):
             self._tensors.append(obj)
             return len(self._tensors) - 1
+        if isinstance(obj, ScriptRRef):
+            self._rrefs.append(obj._impl)
+            return -len(self._rrefs)
         return None
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, tensors):
+    def __init__(self, file, tensors, rrefs):
         super().__init__(file)
         self._tensors = tensors
+        self._rrefs = rrefs
 
     def persistent_load(self, pid):
-        return self._tensors[pid]
+        if pid >= 0:
+            return self._tensors[pid]
+        return RRef._from_handle(self._rrefs[-pid - 1])
 
 
 def serialize(obj):
-    """Returns (payload, tensors): obj pickled into a uint8 tensor, and the
-    tensors it refers to."""
+    """Returns (payload, tensors, rrefs): obj pickled into a uint8 tensor, the
+    tensors it refers to, and the handles of the RRefs it refers to."""
     buffer = io.BytesIO()
     tensors = []
-    _Pickler(buffer, tensors).dump(obj)
+    rrefs = []
+    _Pickler(buffer, tensors, rrefs).dump(obj)
     payload = torch.frombuffer(bytearray(buffer.getbuffer()), dtype=torch.uint8)
-    return payload, tensors
+    return payload, tuple(tensors), tuple(rrefs)
 
 
-def deserialize(payload, *tensors):
-    return _Unpickler(io.BytesIO(payload.numpy().tobytes()), list(tensors)).load()
+def deserialize(payload, tensors, rrefs):
+    return _Unpickler(io.BytesIO(payload.numpy().tobytes()), tensors, rrefs).load()
 
 
 def decode_result(result):
-    """Decodes the (payload, tensors...) tuple a Python call returns."""
+    """Decodes the (payload, tensors, rrefs) a Python call returns."""
     return deserialize(*result)
 
 
-def run(payload, *tensors):
-    """Runs a pickled (func, args, kwargs) on the callee. Returns
-    (True, payload, tensors...) or, if anything raises, (False, type name,
-    message) where the type name is the exception's own for Python built-in
-    exceptions and RuntimeError otherwise."""
+def run(payload, tensors, rrefs, keep_value):
+    """Runs a pickled (func, args, kwargs) on the callee. Returns the result
+    as finish() does, or (_FUTURE, future) when func is marked
+    async_execution: the reply then waits for the future."""
     try:
-        func, args, kwargs = deserialize(payload, *tensors)
-        result_payload, result_tensors = serialize(func(*args, **kwargs))
-        return (True, result_payload, *result_tensors)
+        func, args, kwargs = deserialize(payload, tensors, rrefs)
+        result = func(*args, **kwargs)
+        if functions.is_async(func) or isinstance(result, functions.AsyncReply):
+            future = result.future if isinstance(result, functions.AsyncReply) else result
+            if not isinstance(future, torch.futures.Future):
+                raise TypeError(f"{getattr(func, '__qualname__', func)} is marked @async_execution and must "
+                                f"return a torch.futures.Future, but returned {type(future).__name__}")
+            return (_FUTURE, future)
+        return finish(result, keep_value)
     except BaseException as error:  # noqa: BLE001 - every failure goes back to the caller
-        return (False, *_describe(error))
+        return (_ERROR, *_describe(error))
+
+
+def finish(result, keep_value):
+    """(_VALUE, result) to keep it (remote), (_SERIALIZED, payload, tensors,
+    rrefs) to send it, or (_ERROR, type name, message) if it cannot be
+    pickled."""
+    if keep_value:
+        return (_VALUE, result)
+    try:
+        return (_SERIALIZED, *serialize(result))
+    except BaseException as error:  # noqa: BLE001
+        return (_ERROR, *_describe(error))
 
 
 def _describe(error):

@@ -1,25 +1,22 @@
-"""Remote procedure calls between the workers of a job.
-
-``func`` may be a builtin torch operator (run by the dispatcher on the callee,
-without Python), a TorchScript function (run by the TorchScript interpreter on
-the callee, without the GIL), its qualified name as a string, or any Python
-callable the callee can import (pickled by reference, run under the GIL).
-"""
+"""The job (init_rpc, shutdown), its workers, and calls (rpc_sync,
+rpc_async, remote)."""
 
 import atexit
 import os
 import threading
-from typing import NamedTuple
+from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 import torch.jit._builtins
 
-from . import _C, _python_call
-from ._rendezvous import Rendezvous, local_address_towards, parse_init_method
+from .. import _C, _python_call
+from .._rendezvous import Rendezvous, local_address_towards, parse_init_method
+from . import functions
+from .rref import RRef, ScriptRRef
 
 __all__ = [
-    "WorkerInfo", "init_rpc", "rpc_sync", "rpc_async", "get_worker_info", "get_worker_infos", "shutdown",
-    "debug_info",
+    "WorkerInfo", "init_rpc", "rpc_sync", "rpc_async", "remote", "get_worker_info", "get_worker_infos",
+    "shutdown", "debug_info",
 ]
 
 
@@ -118,6 +115,10 @@ def get_worker_info(name=None):
     raise ValueError(f"unknown worker {name!r} (the workers are: {known})")
 
 
+def _worker_of_rank(rank):
+    return _require_job().workers[rank]
+
+
 def get_worker_infos():
     """The WorkerInfo of every worker, by rank."""
     return list(_require_job().workers)
@@ -129,33 +130,46 @@ def _rank(to):
     return _C._rank_of(to)
 
 
-def _invoke(to, func, args, kwargs, timeout, future):
-    dst = _rank(to)
+def _request(func, args, kwargs):
+    """The request that runs func(*args, **kwargs) on the callee, and how to
+    decode its result (None: as it is)."""
     args = tuple(args) if args is not None else ()
     kwargs = kwargs or {}
-    timeout = float(timeout)
+    inner = getattr(func, "_wrapped_async_rpc_function", None)
+    if isinstance(inner, torch.jit.ScriptFunction):
+        func = inner  # the callee waits for the Future[T] it returns
     if isinstance(func, torch.jit.ScriptFunction):
-        return _C._invoke_script(dst, func, timeout, future, *args, **kwargs)
+        return _C._script_request(func, *args, **kwargs), None
     if isinstance(func, str):
         if kwargs:
             raise ValueError("keyword arguments are not supported when func is given by name")
-        return _C._invoke_named(dst, func, args, timeout, future)
+        return _C._named_request(func, args), None
     builtin = torch.jit._builtins._find_builtin(func)
     if builtin is not None:
-        return _C._invoke_builtin(dst, builtin, timeout, future, *args, **kwargs)
+        return _C._builtin_request(builtin, *args, **kwargs), None
     if not callable(func):
         raise TypeError(f"func must be callable or the name of a TorchScript function, got {type(func).__name__}")
-    payload, tensors = _python_call.serialize((func, args, kwargs))
+    return _C._python_request(*_python_call.serialize((func, args, kwargs))), _python_call.decode_result
+
+
+def _invoke(to, func, args, kwargs, timeout, future):
+    dst = _rank(to)
+    request, decode = _request(func, args, kwargs)
     if future is None:
-        return _python_call.decode_result(_C._invoke_python(dst, payload, tensors, timeout, None, None))
-    return _C._invoke_python(dst, payload, tensors, timeout, future, _python_call.decode_result)
+        result = _C._invoke(dst, request, float(timeout), None, None)
+        return result if decode is None else decode(result)
+    return _C._invoke(dst, request, float(timeout), future, decode)
 
 
 def debug_info():
     """Counters of this worker's RPC agent: ``num_pending_calls`` (calls from
     here awaiting their reply), ``num_active_requests`` (calls being served
-    here) and ``shared_memory_bytes_in_use`` (bytes of this worker's shared
-    memory arena that tensors on other workers still use)."""
+    here), ``shared_memory_bytes_in_use`` (bytes of this worker's shared
+    memory arena that tensors on other workers still use), and of its RRefs:
+    ``num_owner_rrefs`` (values alive here), ``num_user_rrefs`` (references
+    held here to values owned elsewhere), ``num_forks`` (references other
+    workers hold to values owned here) and ``num_pending_forks`` (references
+    this worker passed on whose owner has not yet acknowledged them)."""
     _require_job()
     return dict(_C._agent_debug_info())
 
@@ -170,6 +184,28 @@ def rpc_sync(to, func, args=(), kwargs=None, timeout=-1.0):
 def rpc_async(to, func, args=(), kwargs=None, timeout=-1.0):
     """Like rpc_sync, but returns a torch.futures.Future of the result at once."""
     return _invoke(to, func, args, kwargs, timeout, torch.futures.Future())
+
+
+def remote(to: Any, func: Any, args: Any = (), kwargs: Optional[Dict[str, Any]] = None,
+           timeout: float = -1.0) -> RRef:
+    """Runs ``func(*args, **kwargs)`` on worker ``to``, which keeps the result,
+    and returns an RRef to it at once. An error raised by ``func`` surfaces
+    when the RRef is used (``to_here``, ``local_value``, a proxy call).
+    ``timeout`` bounds the call as for rpc_sync.
+
+    In TorchScript, ``to`` is a worker name and ``func`` the qualified name of
+    a TorchScript function: ``remote("worker1", "pkg.mod.fn", (t,))``."""
+    if torch.jit.is_scripting():
+        assert isinstance(to, str)
+        assert isinstance(func, str)
+        return ScriptRRef(torch.ops.dist_rpc.remote(to, func, args, timeout))
+    else:
+        return _remote(to, func, args, kwargs, timeout)
+
+
+def _remote(to, func, args, kwargs, timeout):
+    request, _ = _request(func, args, kwargs)
+    return RRef._from_handle(_C._remote(_rank(to), request, float(timeout)))
 
 
 def shutdown(graceful=True, timeout=None):
@@ -192,6 +228,9 @@ def shutdown(graceful=True, timeout=None):
             if timeout is None:
                 timeout = _C._agent_default_timeout()
             job.rendezvous.barrier("shutdown", timeout, _C._agent_lost_peers)
+            # Every worker has stopped making calls: references held here
+            # are released, so that owners keep nothing past the job.
+            _C._rref_release_users()
             if not _C._agent_wait_idle(float(timeout)):
                 raise TimeoutError(f"calls still outstanding after {timeout} seconds")
             job.rendezvous.barrier("idle", timeout, _C._agent_lost_peers)

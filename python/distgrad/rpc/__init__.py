@@ -1,0 +1,19 @@
+"""Remote procedure calls and remote references between the workers of a job.
+
+``func`` may be a builtin torch operator (run by the dispatcher on the callee,
+without Python), a TorchScript function (run by the TorchScript interpreter on
+the callee, without the GIL), its qualified name as a string, or any Python
+callable the callee can import (pickled by reference, run under the GIL).
+"""
+
+from . import functions
+from .api import (
+    WorkerInfo, debug_info, get_worker_info, get_worker_infos, init_rpc, remote, rpc_async, rpc_sync,
+    shutdown,
+)
+from .rref import RRef
+
+__all__ = [
+    "RRef", "WorkerInfo", "debug_info", "functions", "get_worker_info", "get_worker_infos", "init_rpc",
+    "remote", "rpc_async", "rpc_sync", "shutdown",
+]

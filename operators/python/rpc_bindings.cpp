@@ -314,6 +314,8 @@ void initRpcBindings(py::module& m) {
       py::call_guard<py::gil_scoped_release>());
   m.def("_agent_is_running", [] { return Agent::currentOrNull() != nullptr; });
   m.def("_agent_default_timeout", [] { return Agent::current()->defaultTimeout(); });
+  m.def("_agent_set_default_timeout",
+        [](double seconds) { Agent::current()->setDefaultTimeout(seconds); });
   m.def("_agent_debug_info", [] {
     auto agent = Agent::current();
     std::map<std::string, int64_t> info{

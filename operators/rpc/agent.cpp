@@ -94,7 +94,8 @@ void Agent::uninstall() {
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)),
       pool_(options_.num_worker_threads),
-      rrefs_(std::make_unique<RRefContext>(*this)) {
+      rrefs_(std::make_unique<RRefContext>(*this)),
+      default_timeout_seconds_(options_.default_timeout_seconds) {
   rrefs_->install();
   // Like at::launch, tasks carry the launching thread's state (grad mode,
   // the current distributed autograd context, ...): TorchScript restores it
@@ -180,7 +181,7 @@ void Agent::setPythonValueCodec(PythonValueCodec codec) {
 FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   worker(dst);  // validates dst
   if (timeout_seconds < 0) {
-    timeout_seconds = options_.default_timeout_seconds;
+    timeout_seconds = default_timeout_seconds_;
   }
   auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
   {

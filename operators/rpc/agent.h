@@ -101,7 +101,10 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // Throws c10::ValueError naming the unknown worker.
   const WorkerInfo& worker(const std::string& name) const;
   const WorkerInfo& worker(int rank) const;
-  double defaultTimeout() const { return options_.default_timeout_seconds; }
+  // The timeout of calls made with a negative timeout (0: none). Calls
+  // already made keep theirs.
+  double defaultTimeout() const { return default_timeout_seconds_; }
+  void setDefaultTimeout(double seconds) { default_timeout_seconds_ = seconds; }
 
   // Sends request to dst. The future completes with the callee's result, or
   // with an error: RemoteError (raised by the callee), DistTimeoutError
@@ -213,6 +216,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::condition_variable timeout_cv_;  // wakes the timeout thread
   std::condition_variable idle_cv_;     // signalled when a call or request ends
   std::atomic<size_t> active_requests_{0};
+  std::atomic<double> default_timeout_seconds_;
   std::thread timeout_thread_;
   std::atomic<bool> shut_down_{false};
 };

@@ -70,7 +70,10 @@ TORCH_LIBRARY(dist_rpc, m) {
              return Agent::current()->toHere(self, timeout);
            },
            "", {torch::arg("timeout") = -1.0})
-      .def("local_value", [](const RRefPtr& self) { return self->localValue(); })
+      .def("local_value",
+           [](const RRefPtr& self) {
+             return self->localValue(Agent::current()->worker(self->ownerRank()).name);
+           })
       .def("is_owner", [](const RRefPtr& self) { return self->isOwner(); })
       .def("owner_rank", [](const RRefPtr& self) { return static_cast<int64_t>(self->ownerRank()); })
       .def("owner_name",

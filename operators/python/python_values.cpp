@@ -16,7 +16,6 @@ namespace {
 struct PythonCallModule {
   py::object run;
   py::object finish;
-  py::object serialize;
   py::object deserialize;
 };
 
@@ -24,8 +23,7 @@ const PythonCallModule& pythonCallModule() {
   static const PythonCallModule* module = [] {
     py::gil_scoped_acquire gil;
     py::module m = py::module::import("distgrad._python_call");
-    return new PythonCallModule{m.attr("run"), m.attr("finish"), m.attr("serialize"),
-                                m.attr("deserialize")};
+    return new PythonCallModule{m.attr("run"), m.attr("finish"), m.attr("deserialize")};
   }();
   return *module;
 }
@@ -129,8 +127,9 @@ rpc::Agent::PythonValueCodec pythonValueCodec() {
   rpc::Agent::PythonValueCodec codec;
   codec.serialize = [](const c10::IValue& value) {
     py::gil_scoped_acquire gil;
-    py::tuple serialized = pythonCallModule().serialize(torch::jit::toPyObject(value));
-    return serializedValue(serialized[0], serialized[1], serialized[2]);
+    // As a Python call's result: a value that cannot be pickled raises a
+    // RemoteError naming the Python exception.
+    return fromOutcome(pythonCallModule().finish(torch::jit::toPyObject(value), false));
   };
   codec.deserialize = [](const c10::IValue& serialized) {
     py::gil_scoped_acquire gil;

@@ -27,10 +27,11 @@ void initRRefBindings(py::module& m) {
   });
   m.def("_rref_local_value", [](const py::handle& handle) {
     auto rref = rrefHandle(handle);
+    std::string owner = Agent::current()->worker(rref->ownerRank()).name;
     c10::IValue value;
     {
       py::gil_scoped_release no_gil;
-      value = rref->localValue();
+      value = rref->localValue(owner);
     }
     return torch::jit::toPyObject(std::move(value));
   });

@@ -267,7 +267,29 @@ FuturePtr Agent::fetch(const RRefPtr& rref, double timeout_seconds) {
   Request request;
   request.kind = CallKind::kRRefFetch;
   request.args.emplace_back(rref->id());
-  return call(rref->ownerRank(), std::move(request), timeout_seconds);
+  FuturePtr fetched = call(rref->ownerRank(), std::move(request), timeout_seconds);
+  if (created->completed()) {
+    return fetched;
+  }
+  // Still being created: a failed creation (a timeout) fails the fetch too.
+  auto out = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  created->addCallback([out, done](c10::ivalue::Future& creation) {
+    if (creation.hasError() && !done->exchange(true)) {
+      out->setError(creation.exception_ptr());
+    }
+  });
+  fetched->addCallback([out, done](c10::ivalue::Future& result) {
+    if (done->exchange(true)) {
+      return;
+    }
+    if (result.hasError()) {
+      out->setError(result.exception_ptr());
+    } else {
+      out->markCompleted(result.value());
+    }
+  });
+  return out;
 }
 
 c10::IValue Agent::toHere(const RRefPtr& rref, double timeout_seconds) {

@@ -69,10 +69,10 @@ bool RRef::confirmedByOwner() const {
   return owner_ || user_->confirmed();
 }
 
-c10::IValue RRef::localValue() const {
-  TORCH_CHECK_VALUE(owner_ != nullptr, "RRef ", id(), " is owned by worker rank ", owner_rank_,
-                    ", not by this worker: local_value() works only on the owner (use "
-                    "to_here() to fetch a copy)");
+c10::IValue RRef::localValue(const std::string& owner_name) const {
+  TORCH_CHECK_VALUE(owner_ != nullptr, "RRef ", id(), " is owned by worker '", owner_name,
+                    "', not by this worker: local_value() works only on the owner (use "
+                    "to_here() for a copy)");
   owner_->value()->waitAndThrow();
   return owner_->value()->value();
 }

@@ -96,8 +96,8 @@ class RRef : public torch::CustomClassHolder {
   bool confirmedByOwner() const;
 
   // The owner's value; waits until it is created. Throws the creation's
-  // error, or c10::ValueError on a worker that is not the owner.
-  c10::IValue localValue() const;
+  // error, or c10::ValueError naming the owner on another worker.
+  c10::IValue localValue(const std::string& owner_name) const;
 
  private:
   const std::shared_ptr<OwnerRRef> owner_;

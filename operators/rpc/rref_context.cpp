@@ -64,6 +64,9 @@ void RRefContext::install() {
           auto it = users_.find(message.fork_id);
           if (it != users_.end()) {
             user = it->second.lock();
+          } else {
+            // The message carrying the fork has not arrived yet.
+            confirmed_early_.insert(message.fork_id);
           }
         }
         if (user) {
@@ -91,6 +94,9 @@ RRefPtr RRefContext::makeUser(int owner, int64_t rref_id, int64_t fork_id, Futur
   {
     std::lock_guard<std::mutex> lock(mu_);
     users_[fork_id] = user;
+    if (confirmed_early_.erase(fork_id) > 0) {
+      user->markConfirmed();
+    }
   }
   return c10::make_intrusive<RRef>(std::move(user), owner);
 }
@@ -116,12 +122,16 @@ void RRefContext::finishRemote(const RRefPtr& rref, const FuturePtr& call) {
   if (rref->isOwner()) {
     if (!call) {
       // The request never left: nothing will set the value.
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = owners_.find(rref->id());
-      if (it != owners_.end()) {
-        it->second.creation_pending = false;
-        maybeEraseLocked(rref->id());
+      std::shared_ptr<OwnerRRef> erased;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = owners_.find(rref->id());
+        if (it != owners_.end()) {
+          it->second.creation_pending = false;
+          erased = maybeEraseLocked(rref->id());
+        }
       }
+      dropLater(std::move(erased));
     }
     return;  // the callee (this worker) sets the value itself
   }
@@ -152,10 +162,22 @@ RRefContext::OwnerEntry& RRefContext::entryLocked(int64_t rref_id) {
   return entry;
 }
 
-void RRefContext::maybeEraseLocked(int64_t rref_id) {
+std::shared_ptr<OwnerRRef> RRefContext::maybeEraseLocked(int64_t rref_id) {
   auto it = owners_.find(rref_id);
-  if (it != owners_.end() && it->second.forks.empty() && !it->second.creation_pending) {
-    owners_.erase(it);
+  if (it == owners_.end() || !it->second.forks.empty() || it->second.creation_pending) {
+    return nullptr;
+  }
+  std::shared_ptr<OwnerRRef> erased = std::move(it->second.rref);
+  owners_.erase(it);
+  return erased;
+}
+
+void RRefContext::dropLater(std::shared_ptr<OwnerRRef> owner) {
+  if (owner) {
+    // The value may be the last reference to Python objects and RRefs: it
+    // is destroyed on the pool, with nothing held (its destructor takes the
+    // GIL and may come back here).
+    agent_.pool().run([owner = std::move(owner)]() mutable { owner.reset(); });
   }
 }
 
@@ -185,12 +207,17 @@ void RRefContext::setValue(int64_t rref_id, const FuturePtr& result) {
   } else if (!owner->value()->completed()) {
     owner->value()->markCompleted(result->value());
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = owners_.find(rref_id);
-  if (it != owners_.end()) {
-    it->second.creation_pending = false;
-    maybeEraseLocked(rref_id);
+  owner.reset();
+  std::shared_ptr<OwnerRRef> erased;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = owners_.find(rref_id);
+    if (it != owners_.end()) {
+      it->second.creation_pending = false;
+      erased = maybeEraseLocked(rref_id);
+    }
   }
+  dropLater(std::move(erased));
 }
 
 FuturePtr RRefContext::ownerValue(int64_t rref_id) {
@@ -215,13 +242,17 @@ void RRefContext::addFork(int64_t rref_id, int64_t fork_id, int holder) {
 }
 
 void RRefContext::removeFork(int64_t rref_id, int64_t fork_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = owners_.find(rref_id);
-  if (it == owners_.end() || it->second.forks.erase(fork_id) == 0) {
-    released_early_.insert(fork_id);
-    return;
+  std::shared_ptr<OwnerRRef> erased;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = owners_.find(rref_id);
+    if (it == owners_.end() || it->second.forks.erase(fork_id) == 0) {
+      released_early_.insert(fork_id);
+      return;
+    }
+    erased = maybeEraseLocked(rref_id);
   }
-  maybeEraseLocked(rref_id);
+  dropLater(std::move(erased));
 }
 
 std::vector<c10::IValue> RRefContext::fork(const std::vector<RRefPtr>& rrefs, int dst) {
@@ -339,20 +370,29 @@ void RRefContext::forgetUser(const UserRRef& user, bool notify_owner) {
 }
 
 void RRefContext::onPeerLost(int rank) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = owners_.begin(); it != owners_.end();) {
-    auto& forks = it->second.forks;
-    for (auto f = forks.begin(); f != forks.end();) {
-      f = f->second == rank ? forks.erase(f) : std::next(f);
+  std::vector<std::shared_ptr<OwnerRRef>> erased;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = owners_.begin(); it != owners_.end();) {
+      auto& forks = it->second.forks;
+      for (auto f = forks.begin(); f != forks.end();) {
+        f = f->second == rank ? forks.erase(f) : std::next(f);
+      }
+      if (forks.empty() && !it->second.creation_pending) {
+        erased.push_back(std::move(it->second.rref));
+        it = owners_.erase(it);
+      } else {
+        ++it;
+      }
     }
-    if (forks.empty() && !it->second.creation_pending) {
-      it = owners_.erase(it);
-    } else {
-      ++it;
+    for (auto* early : {&released_early_, &confirmed_early_}) {
+      for (auto it = early->begin(); it != early->end();) {
+        it = creatorOf(*it) == rank ? early->erase(it) : std::next(it);
+      }
     }
   }
-  for (auto it = released_early_.begin(); it != released_early_.end();) {
-    it = creatorOf(*it) == rank ? released_early_.erase(it) : std::next(it);
+  for (auto& owner : erased) {
+    dropLater(std::move(owner));
   }
 }
 
@@ -377,6 +417,7 @@ void RRefContext::clear() {
     std::lock_guard<std::mutex> lock(mu_);
     owners.swap(owners_);
     released_early_.clear();
+    confirmed_early_.clear();
     users_.clear();
   }
 }

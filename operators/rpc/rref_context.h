@@ -108,8 +108,10 @@ class RRefContext {
 
   // With mu_ held: the entry of rref_id, created if missing.
   OwnerEntry& entryLocked(int64_t rref_id);
-  // With mu_ held: erases the entry if nothing keeps it.
-  void maybeEraseLocked(int64_t rref_id);
+  // With mu_ held: erases the entry if nothing keeps it, and returns its
+  // value for dropLater() (never destroyed with mu_ held).
+  std::shared_ptr<OwnerRRef> maybeEraseLocked(int64_t rref_id);
+  void dropLater(std::shared_ptr<OwnerRRef> owner);
   void addFork(int64_t rref_id, int64_t fork_id, int holder);
   void removeFork(int64_t rref_id, int64_t fork_id);
   RRefPtr makeUser(int owner, int64_t rref_id, int64_t fork_id, FuturePtr created);
@@ -123,6 +125,8 @@ class RRefContext {
   std::unordered_set<int64_t> released_early_;
   // Forks held here, by fork id (for confirmation and shutdown).
   std::unordered_map<int64_t, std::weak_ptr<UserRRef>> users_;
+  // Confirmations that arrived before the message carrying their fork.
+  std::unordered_set<int64_t> confirmed_early_;
   int64_t pending_forks_ = 0;
 };
 

@@ -115,7 +115,12 @@ class RRef(ScriptRRef):
 
     def __repr__(self):
         kind = "owner" if self.is_owner() else "user"
-        return f"RRef(id={_C._rref_id(self._impl)}, owner={self.owner().name!r}, {kind})"
+        rank = _C._rref_owner_rank(self._impl)
+        try:
+            owner = repr(api._worker_of_rank(rank).name)
+        except RuntimeError:  # the job has shut down
+            owner = f"rank {rank}"
+        return f"RRef(id={_C._rref_id(self._impl)}, owner={owner}, {kind})"
 
     def __reduce_ex__(self, protocol):
         raise RuntimeError("an RRef can only be pickled as part of a distgrad RPC (as an argument or "

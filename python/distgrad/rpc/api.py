@@ -10,7 +10,7 @@ import torch
 import torch.jit._builtins
 
 from .. import _C, _python_call
-from .._rendezvous import Rendezvous, local_address_towards, parse_init_method
+from .._rendezvous import Rendezvous, parse_init_method
 from . import functions
 from .rref import RRef, ScriptRRef
 
@@ -44,7 +44,9 @@ _job = None
 def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_worker_threads=4):
     """Joins the job as worker ``name`` with ``rank`` and returns when all
     ``world_size`` workers are known. ``timeout`` (seconds) bounds the
-    rendezvous and is the default timeout of calls; 0 means none."""
+    rendezvous and is the default timeout of calls; 0 means none.
+    ``init_method`` is ``env://`` (MASTER_ADDR, MASTER_PORT),
+    ``tcp://host:port`` or ``file:///path``."""
     global _job
     if not isinstance(name, str) or not name:
         raise ValueError(f"a worker name must be a non-empty string, got {name!r}")
@@ -54,19 +56,19 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
         raise ValueError(f"num_worker_threads must be at least 1, got {num_worker_threads}")
     max_message_bytes = _byte_setting("DISTGRAD_MAX_MESSAGE_BYTES", 16 << 30, minimum=1)
     shared_memory_bytes = _byte_setting("DISTGRAD_SHM_ARENA_BYTES", 1 << 30, minimum=0)
+    method = parse_init_method(init_method)
     with _lock:
         if _job is not None or _C._agent_is_running():
             raise RuntimeError(
                 f"init_rpc() was already called in this process (as worker {_job.me.name!r}); "
                 "call shutdown() before initializing again"
             )
-        host, port = parse_init_method(init_method)
-        rendezvous = Rendezvous(host, port, rank, world_size, timeout)
+        rendezvous = Rendezvous(method, rank, world_size, timeout)
         secret = rendezvous.job_secret()
         listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout),
                                      "0.0.0.0", max_message_bytes, shared_memory_bytes)
         try:
-            address = f"{local_address_towards(host, port)}:{listen_port}"
+            address = f"{rendezvous.local_address()}:{listen_port}"
             names, addresses = rendezvous.exchange(name, address)
             _C._agent_start(names, addresses)
         except BaseException:

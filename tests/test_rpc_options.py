@@ -1,0 +1,94 @@
+"""init_rpc's options under torch's names: RpcBackendOptions,
+TensorPipeRpcBackendOptions, BackendType."""
+
+from datetime import timedelta
+
+import pytest
+
+import distgrad.rpc as rpc
+from distgrad.rpc import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
+
+
+def test_defaults():
+    options = RpcBackendOptions()
+    assert (options.rpc_timeout, options.init_method, options.num_worker_threads) == (60.0, "env://", 16)
+    options = TensorPipeRpcBackendOptions()
+    assert (options.rpc_timeout, options.init_method, options.num_worker_threads) == (60.0, "env://", 16)
+    assert (options.device_maps, options.devices) == ({}, [])
+    assert isinstance(options, RpcBackendOptions)
+    assert (rpc.constants.DEFAULT_RPC_TIMEOUT_SEC, rpc.constants.DEFAULT_INIT_METHOD,
+            rpc.constants.DEFAULT_NUM_WORKER_THREADS, rpc.constants.UNSET_RPC_TIMEOUT) == (60.0, "env://", 16, -1.0)
+
+
+def test_attributes_can_change():
+    options = TensorPipeRpcBackendOptions(num_worker_threads=8, rpc_timeout=30, init_method="tcp://h:1")
+    options.rpc_timeout = 0.5
+    options.init_method += "2"
+    options.num_worker_threads = 2
+    assert (options.rpc_timeout, options.init_method, options.num_worker_threads) == (0.5, "tcp://h:12", 2)
+    assert isinstance(options.rpc_timeout, float)
+    assert repr(options) == "TensorPipeRpcBackendOptions(rpc_timeout=0.5, init_method='tcp://h:12', num_worker_threads=2)"
+
+
+def test_tensorpipe_options_are_keyword_only():
+    with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
+        TensorPipeRpcBackendOptions(8)
+    # As in torch, RpcBackendOptions takes (rpc_timeout, init_method) by position.
+    assert RpcBackendOptions(5, "tcp://h:1").rpc_timeout == 5.0
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda: TensorPipeRpcBackendOptions(rpc_timeout=timedelta(seconds=1)),
+     "TensorPipeRpcBackendOptions: incompatible constructor arguments: "
+     "rpc_timeout must be a number of seconds, got timedelta"),
+    (lambda: RpcBackendOptions(init_method=3),
+     "RpcBackendOptions: incompatible constructor arguments: init_method must be a string, got int"),
+    (lambda: TensorPipeRpcBackendOptions(num_worker_threads=2.5),
+     "TensorPipeRpcBackendOptions: incompatible constructor arguments: "
+     "num_worker_threads must be an integer, got float"),
+    (lambda: setattr(RpcBackendOptions(), "rpc_timeout", "60"), "rpc_timeout must be a number of seconds, got str"),
+    (lambda: setattr(RpcBackendOptions(), "num_worker_threads", True), "num_worker_threads must be an integer, got bool"),
+], ids=["timedelta", "init_method", "threads", "set-timeout", "set-threads"])
+def test_wrong_types(make, expected):
+    with pytest.raises(TypeError) as excinfo:
+        make()
+    assert str(excinfo.value) == expected
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda: RpcBackendOptions(rpc_timeout=-1), "rpc_timeout must be a non-negative number of seconds "
+                                                "(0 means none), got -1"),
+    (lambda: TensorPipeRpcBackendOptions(num_worker_threads=0), "num_worker_threads must be at least 1, got 0"),
+], ids=["timeout", "threads"])
+def test_wrong_values(make, expected):
+    with pytest.raises(ValueError) as excinfo:
+        make()
+    assert str(excinfo.value) == expected
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: TensorPipeRpcBackendOptions(device_maps={"worker1": {0: 1}}), "device_maps must be empty, got {'worker1': {0: 1}}"),
+    (lambda: TensorPipeRpcBackendOptions(devices=["cuda:0"]), "devices must be empty, got ['cuda:0']"),
+    (lambda: TensorPipeRpcBackendOptions().set_device_map("worker1", {0: 1}),
+     "the device map to 'worker1' must be empty, got {0: 1}"),
+    (lambda: TensorPipeRpcBackendOptions().set_devices([0]), "devices must be empty, got [0]"),
+    (lambda: setattr(TensorPipeRpcBackendOptions(), "devices", ["cuda:1"]), "devices must be empty, got ['cuda:1']"),
+], ids=["device_maps", "devices", "set_device_map", "set_devices", "assign-devices"])
+def test_cuda_settings_are_refused(make, what):
+    with pytest.raises(ValueError) as excinfo:
+        make()
+    assert str(excinfo.value) == (
+        f"CUDA is not supported by distgrad: tensors travel between CPU memories only, so {what}")
+
+
+def test_empty_cuda_settings_are_accepted():
+    options = TensorPipeRpcBackendOptions(device_maps={}, devices=[], _transports=["uv"], _channels=["basic"])
+    options.set_devices([])
+    options.set_device_map("worker1", {})
+    assert (options.device_maps, options.devices) == ({}, [])
+
+
+def test_backend_type():
+    assert repr(BackendType.TENSORPIPE) == "BackendType.TENSORPIPE"
+    assert BackendType["TENSORPIPE"] is BackendType.TENSORPIPE
+    assert [b.name for b in BackendType] == ["DISTGRAD", "TENSORPIPE"]

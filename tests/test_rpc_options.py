@@ -1,12 +1,53 @@
 """init_rpc's options under torch's names: RpcBackendOptions,
-TensorPipeRpcBackendOptions, BackendType."""
+TensorPipeRpcBackendOptions, BackendType; what they set in a job (the default
+timeout, the pool size, where workers meet). Jobs here are one worker, this
+process, calling itself."""
 
+import contextlib
+import threading
 from datetime import timedelta
 
 import pytest
+import torch
 
 import distgrad.rpc as rpc
 from distgrad.rpc import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
+
+# How long a call of arrive() waits for the others before giving up.
+ARRIVAL_TIMEOUT = 1.0
+_barrier = None
+
+
+def arrive():
+    """Waits until all the calls of the current probe are running at once;
+    False if they could not all run within ARRIVAL_TIMEOUT."""
+    try:
+        _barrier.wait(timeout=ARRIVAL_TIMEOUT)
+        return True
+    except threading.BrokenBarrierError:
+        return False
+
+
+def can_run_at_once(n):
+    """Whether this worker's pool runs n blocking Python calls at the same time."""
+    global _barrier
+    _barrier = threading.Barrier(n)
+    return all(torch.futures.wait_all([rpc.rpc_async("solo", arrive) for _ in range(n)]))
+
+
+@contextlib.contextmanager
+def solo_job(*args, **kwargs):
+    """A job of one worker, "solo", in this process."""
+    rpc.init_rpc("solo", *args, rank=0, world_size=1, **kwargs)
+    try:
+        yield
+    finally:
+        rpc.shutdown()
+
+
+@pytest.fixture
+def store_file(tmp_path):
+    return f"file://{tmp_path}/store"
 
 
 def test_defaults():
@@ -92,3 +133,56 @@ def test_backend_type():
     assert repr(BackendType.TENSORPIPE) == "BackendType.TENSORPIPE"
     assert BackendType["TENSORPIPE"] is BackendType.TENSORPIPE
     assert [b.name for b in BackendType] == ["DISTGRAD", "TENSORPIPE"]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"backend": "TENSORPIPE"}, "Argument backend must be a member of BackendType, got 'TENSORPIPE'"),
+    ({"rpc_backend_options": {"init_method": "env://"}},
+     "Argument rpc_backend_options must be an instance of RpcBackendOptions, got dict"),
+    ({"backend": BackendType.TENSORPIPE, "rpc_backend_options": RpcBackendOptions()},
+     "`rpc_backend_options` must be a `TensorPipeRpcBackendOptions` for BackendType.TENSORPIPE, "
+     "got RpcBackendOptions"),
+], ids=["backend", "options", "tensorpipe-needs-its-options"])
+def test_init_rpc_refuses_wrong_types(kwargs, expected):
+    with pytest.raises(TypeError) as excinfo:
+        rpc.init_rpc("w", rank=0, world_size=1, **kwargs)
+    assert str(excinfo.value) == expected
+
+
+@pytest.mark.parametrize("backend", [None, BackendType.TENSORPIPE, BackendType.DISTGRAD])
+def test_options_set_up_the_job(store_file, backend):
+    options = TensorPipeRpcBackendOptions(init_method=store_file, rpc_timeout=7, num_worker_threads=2)
+    with solo_job(backend, rpc_backend_options=options):
+        assert rpc.get_rpc_timeout() == 7.0
+        assert can_run_at_once(2)
+        assert not can_run_at_once(3)
+
+
+def test_plain_options_and_distgrad_backend(store_file):
+    with solo_job(BackendType.DISTGRAD, rpc_backend_options=RpcBackendOptions(3, store_file, 3)):
+        assert rpc.get_rpc_timeout() == 3.0
+        assert can_run_at_once(3)
+        assert not can_run_at_once(4)
+
+
+def test_init_rpc_keywords_override_the_options(store_file):
+    # The options point at no rendezvous at all: init_method= wins.
+    options = RpcBackendOptions(rpc_timeout=7, init_method="tcp://127.0.0.1:1", num_worker_threads=2)
+    with solo_job(rpc_backend_options=options, init_method=store_file, timeout=0, num_worker_threads=3):
+        assert rpc.get_rpc_timeout() == 0.0
+        assert can_run_at_once(3)
+        assert not can_run_at_once(4)
+
+
+def test_default_pool_is_torchs(store_file):
+    # Without options the pool is as large as torch's (16): a program whose
+    # handlers block, waiting for each other, behaves the same on both.
+    with solo_job(init_method=store_file):
+        assert rpc.get_rpc_timeout() == 60.0
+        assert can_run_at_once(16)
+        assert not can_run_at_once(17)
+
+
+def test_get_rpc_timeout_needs_a_job():
+    with pytest.raises(RuntimeError, match="distgrad RPC is not initialized in this process"):
+        rpc.get_rpc_timeout()

@@ -72,7 +72,7 @@ class Cluster:
             # Waiting for the workers to have imported torch keeps the
             # rendezvous short, so that rank 0 may use a small rpc_timeout.
             self._wait_until_ready()
-            distgrad.rpc.init_rpc(self.name(0), 0, self.world_size,
+            distgrad.rpc.init_rpc(self.name(0), rank=0, world_size=self.world_size,
                                   init_method=self.init_method, timeout=self.rpc_timeout)
         except BaseException:
             self._kill_all()

@@ -1,17 +1,20 @@
 """init_rpc's options under torch's names: RpcBackendOptions,
 TensorPipeRpcBackendOptions, BackendType; what they set in a job (the default
-timeout, the pool size, where workers meet). Jobs here are one worker, this
-process, calling itself."""
+timeout, the pool size, where workers meet), and changing the default
+timeout afterwards. Jobs here are one worker, this process, calling itself."""
 
 import contextlib
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 import torch
 
+import distgrad
 import distgrad.rpc as rpc
 from distgrad.rpc import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
+from tests import remote_fns
 
 # How long a call of arrive() waits for the others before giving up.
 ARRIVAL_TIMEOUT = 1.0
@@ -183,6 +186,37 @@ def test_default_pool_is_torchs(store_file):
         assert not can_run_at_once(17)
 
 
-def test_get_rpc_timeout_needs_a_job():
-    with pytest.raises(RuntimeError, match="distgrad RPC is not initialized in this process"):
-        rpc.get_rpc_timeout()
+def test_set_rpc_timeout_affects_later_calls(store_file):
+    with solo_job(init_method=store_file):
+        in_flight = rpc.rpc_async("solo", remote_fns.sleep_and_return, (0.6, "kept its timeout"))
+        rpc._set_rpc_timeout(0.2)
+        assert rpc.get_rpc_timeout() == 0.2
+        start = time.monotonic()
+        with pytest.raises(distgrad.DistTimeoutError) as excinfo:
+            rpc.rpc_sync("solo", remote_fns.sleep_and_return, (0.6, "late"))
+        assert time.monotonic() - start < 0.55
+        assert str(excinfo.value) == "RPC to worker 'solo' (rank 0) timed out after 0.2 seconds"
+        # A call's own timeout still wins over the default.
+        assert rpc.rpc_sync("solo", remote_fns.sleep_and_return, (0.3, "own"), timeout=5) == "own"
+        assert in_flight.wait() == "kept its timeout"
+        rpc._set_rpc_timeout(0)  # none
+        assert rpc.get_rpc_timeout() == 0.0
+        assert rpc.rpc_sync("solo", remote_fns.sleep_and_return, (0.3, "no timeout")) == "no timeout"
+
+
+@pytest.mark.parametrize("value, error, expected", [
+    (-1, ValueError, "rpc_timeout must be a non-negative number of seconds (0 means none), got -1"),
+    (timedelta(seconds=1), TypeError, "rpc_timeout must be a number of seconds, got timedelta"),
+])
+def test_set_rpc_timeout_refuses_wrong_values(store_file, value, error, expected):
+    with solo_job(init_method=store_file):
+        with pytest.raises(error) as excinfo:
+            rpc._set_rpc_timeout(value)
+        assert str(excinfo.value) == expected
+        assert rpc.get_rpc_timeout() == 60.0
+
+
+def test_timeouts_need_a_job():
+    for call in (rpc.get_rpc_timeout, lambda: rpc._set_rpc_timeout(1)):
+        with pytest.raises(RuntimeError, match="distgrad RPC is not initialized in this process"):
+            call()

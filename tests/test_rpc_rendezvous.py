@@ -69,7 +69,7 @@ def test_rank_and_world_size_from_the_environment(monkeypatch):
     rpc.init_rpc("solo")
     try:
         assert rpc.get_worker_infos() == [rpc.WorkerInfo("solo", 0)]
-        assert rpc.get_worker_info("solo") == rpc.WorkerInfo("solo", 0)
+        assert rpc.get_worker_info(worker_name="solo") == rpc.WorkerInfo("solo", 0)
         assert rpc.rpc_sync("solo", remote_fns.whoami) == "solo"
     finally:
         rpc.shutdown()

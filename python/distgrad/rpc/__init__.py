@@ -8,8 +8,8 @@ callable the callee can import (pickled by reference, run under the GIL).
 
 from . import constants, functions
 from .api import (
-    WorkerInfo, debug_info, get_rpc_timeout, get_worker_info, get_worker_infos, init_rpc, remote, rpc_async,
-    rpc_sync, shutdown,
+    WorkerInfo, _set_rpc_timeout, debug_info, get_rpc_timeout, get_worker_info, get_worker_infos, init_rpc,
+    remote, rpc_async, rpc_sync, shutdown,
 )
 from .options import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
 from .rref import RRef

@@ -141,23 +141,32 @@ def _require_job():
     return job
 
 
-def get_worker_info(name=None):
-    """The WorkerInfo of worker ``name``, or of this worker when name is None."""
+def get_worker_info(worker_name=None):
+    """The WorkerInfo of the worker called ``worker_name``, or of this worker
+    when it is None."""
     job = _require_job()
-    if name is None:
+    if worker_name is None:
         return job.me
     for info in job.workers:
-        if info.name == name:
+        if info.name == worker_name:
             return info
     known = ", ".join(w.name for w in job.workers)
-    raise ValueError(f"unknown worker {name!r} (the workers are: {known})")
+    raise ValueError(f"unknown worker {worker_name!r} (the workers are: {known})")
 
 
 def get_rpc_timeout():
     """The default timeout of calls from this worker, in seconds (0: none):
-    the init_rpc timeout."""
+    the init_rpc timeout, or what _set_rpc_timeout set since."""
     _require_job()
     return float(_C._agent_default_timeout())
+
+
+def _set_rpc_timeout(rpc_timeout):
+    """Sets the default timeout of the calls this worker makes from now on
+    (seconds, 0 for none); calls already made keep theirs."""
+    check_seconds("rpc_timeout", rpc_timeout)
+    _require_job()
+    _C._agent_set_default_timeout(float(rpc_timeout))
 
 
 def _worker_of_rank(rank):

@@ -127,13 +127,15 @@ def test_init_rpc_after_init_process_group_on_the_same_address():
 
 TORCHRUN_PROGRAM = textwrap.dedent("""
     import os
+    import pathlib
 
     import distgrad.rpc as rpc
 
     rpc.init_rpc(f"worker{os.environ['RANK']}", timeout=30)
     me = rpc.get_worker_info()
     other = rpc.rpc_sync(f"worker{1 - me.id}", rpc.get_worker_info)
-    print(f"{me.name} of {len(rpc.get_worker_infos())} called {other.name}", flush=True)
+    result = f"{me.name} of {len(rpc.get_worker_infos())} called {other.name}"
+    pathlib.Path(os.environ["RESULTS"], me.name).write_text(result)
     rpc.shutdown()
 """)
 
@@ -144,8 +146,8 @@ def test_torchrun(tmp_path):
     script = tmp_path / "program.py"
     script.write_text(TORCHRUN_PROGRAM)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
-    [(returncode, output)] = run_programs([command], [{}])
+    [(returncode, output)] = run_programs([command], [{"RESULTS": str(tmp_path)}])
     assert returncode == 0, output
-    lines = sorted(line for line in output.splitlines() if line.startswith("worker"))
-    assert lines == ["worker0 of 2 called worker1", "worker1 of 2 called worker0"], output
+    results = [(tmp_path / f"worker{rank}").read_text() for rank in range(2)]
+    assert results == ["worker0 of 2 called worker1", "worker1 of 2 called worker0"], output
     assert "failed to bind" not in output

@@ -4,6 +4,7 @@ for torch.distributed.rpc. Every backend runs distgrad's own runtime, which
 moves tensors between CPU memories only: device settings must stay empty."""
 
 import enum
+import math
 import numbers
 
 from . import constants
@@ -27,7 +28,7 @@ def check_seconds(name, value):
     """Raises unless value is a timeout in seconds (0 means none)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative number of seconds (0 means none), got {value}")
 
 

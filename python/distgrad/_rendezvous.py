@@ -84,8 +84,8 @@ def local_address_towards(host, port):
 
 
 def _address_of_this_host():
-    """The address this machine's name resolves to: what the other workers of
-    a file:// job, which share no network address, can reach it by."""
+    """The address this machine's name resolves to: a file:// job names no
+    network address to find the interface towards."""
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
@@ -93,6 +93,7 @@ def _address_of_this_host():
 
 
 def _open_store(method, rank, world_size, timeout):
+    """The store of the init method; rank 0 hosts a TCPStore unless torchrun does."""
     if method.path is not None:
         store = c10d.FileStore(method.path, world_size)
         store.set_timeout(timeout)

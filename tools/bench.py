@@ -67,7 +67,7 @@ def _init_distgrad(rank, world_size, init_method, num_worker_threads):
     import distgrad.rpc as rpc
 
     rpc.init_rpc(
-        worker_name(rank), rank, world_size, init_method=init_method,
+        worker_name(rank), rank=rank, world_size=world_size, init_method=init_method,
         timeout=RPC_TIMEOUT, num_worker_threads=num_worker_threads,
     )
     return rpc

@@ -29,15 +29,18 @@ class Cluster:
     ``root`` (default: the current directory) is their working directory and
     is put on their PYTHONPATH, so that modules of the tests that define
     remote functions import there under the same names. ``rpc_timeout`` is
-    the init_rpc timeout of rank 0, the default timeout of its calls."""
+    the init_rpc timeout of rank 0, the default timeout of its calls.
+    ``init_method`` is where the workers meet (default: a free TCP port of
+    127.0.0.1)."""
 
-    def __init__(self, world_size, env=None, root=None, rpc_timeout=60.0):
+    def __init__(self, world_size, env=None, root=None, rpc_timeout=60.0, init_method=None):
         if world_size < 1:
             raise ValueError(f"world_size must be at least 1, got {world_size}")
         self.world_size = world_size
         self.env = dict(env or {})
         self.root = Path(root or os.getcwd()).resolve()
         self.rpc_timeout = rpc_timeout
+        self._chosen_init_method = init_method
         self.init_method = None
         self.log_dir = None
         self._procs = {}  # rank -> Popen, ranks 1..N-1
@@ -50,7 +53,7 @@ class Cluster:
     def start(self):
         """Launches the worker processes and joins the job as rank 0; returns
         self once every worker is known."""
-        self.init_method = f"tcp://127.0.0.1:{_free_port()}"
+        self.init_method = self._chosen_init_method or f"tcp://127.0.0.1:{_free_port()}"
         self.log_dir = Path(tempfile.mkdtemp(prefix="distgrad-cluster-"))
         env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.root), env.get("PYTHONPATH")) if p)
@@ -69,7 +72,7 @@ class Cluster:
             # Waiting for the workers to have imported torch keeps the
             # rendezvous short, so that rank 0 may use a small rpc_timeout.
             self._wait_until_ready()
-            distgrad.rpc.init_rpc(self.name(0), 0, self.world_size,
+            distgrad.rpc.init_rpc(self.name(0), rank=0, world_size=self.world_size,
                                   init_method=self.init_method, timeout=self.rpc_timeout)
         except BaseException:
             self._kill_all()

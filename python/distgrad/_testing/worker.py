@@ -34,7 +34,8 @@ def main(argv=None):
     threading.Thread(target=_exit_when_orphaned, args=(args.parent_pid,), daemon=True).start()
     if args.ready_file:
         pathlib.Path(args.ready_file).touch()
-    distgrad.rpc.init_rpc(f"worker{args.rank}", args.rank, args.world_size, init_method=args.init_method)
+    distgrad.rpc.init_rpc(f"worker{args.rank}", rank=args.rank, world_size=args.world_size,
+                          init_method=args.init_method)
     print(f"worker{args.rank}: joined the job", flush=True)
     distgrad.rpc.shutdown(graceful=True, timeout=0)
     print(f"worker{args.rank}: shut down", flush=True)

@@ -6,14 +6,16 @@ the callee, without the GIL), its qualified name as a string, or any Python
 callable the callee can import (pickled by reference, run under the GIL).
 """
 
-from . import functions
+from . import constants, functions
 from .api import (
-    WorkerInfo, debug_info, get_worker_info, get_worker_infos, init_rpc, remote, rpc_async, rpc_sync,
-    shutdown,
+    WorkerInfo, _set_rpc_timeout, debug_info, get_rpc_timeout, get_worker_info, get_worker_infos, init_rpc,
+    remote, rpc_async, rpc_sync, shutdown,
 )
+from .options import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
 from .rref import RRef
 
 __all__ = [
-    "RRef", "WorkerInfo", "debug_info", "functions", "get_worker_info", "get_worker_infos", "init_rpc",
-    "remote", "rpc_async", "rpc_sync", "shutdown",
+    "BackendType", "RRef", "RpcBackendOptions", "TensorPipeRpcBackendOptions", "WorkerInfo", "constants",
+    "debug_info", "functions", "get_rpc_timeout", "get_worker_info", "get_worker_infos", "init_rpc", "remote",
+    "rpc_async", "rpc_sync", "shutdown",
 ]

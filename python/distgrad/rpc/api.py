@@ -2,6 +2,7 @@
 rpc_async, remote)."""
 
 import atexit
+import numbers
 import os
 import threading
 from typing import Any, Dict, NamedTuple, Optional
@@ -10,13 +11,14 @@ import torch
 import torch.jit._builtins
 
 from .. import _C, _python_call
-from .._rendezvous import Rendezvous, local_address_towards, parse_init_method
+from .._rendezvous import Rendezvous, parse_init_method
 from . import functions
+from .options import check_init_method, check_num_worker_threads, check_seconds, resolve as resolve_options
 from .rref import RRef, ScriptRRef
 
 __all__ = [
-    "WorkerInfo", "init_rpc", "rpc_sync", "rpc_async", "remote", "get_worker_info", "get_worker_infos",
-    "shutdown", "debug_info",
+    "WorkerInfo", "init_rpc", "rpc_sync", "rpc_async", "remote", "get_rpc_timeout", "get_worker_info",
+    "get_worker_infos", "shutdown", "debug_info",
 ]
 
 
@@ -41,32 +43,51 @@ _lock = threading.Lock()
 _job = None
 
 
-def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_worker_threads=4):
+def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=None, *,
+             init_method=None, timeout=None, num_worker_threads=None):
     """Joins the job as worker ``name`` with ``rank`` and returns when all
-    ``world_size`` workers are known. ``timeout`` (seconds) bounds the
+    ``world_size`` workers are known.
+
+    The positional order is torch's: ``init_rpc(name, backend, rank,
+    world_size, rpc_backend_options)``. ``rank`` and ``world_size`` default
+    to the environment variables RANK and WORLD_SIZE (set by torchrun).
+    ``backend`` is a BackendType; ``rpc_backend_options`` an RpcBackendOptions
+    (or TensorPipeRpcBackendOptions) giving ``init_method``, ``rpc_timeout``
+    and ``num_worker_threads``. The keywords ``init_method``, ``timeout``
+    (seconds) and ``num_worker_threads``, when given, override the options.
+
+    ``init_method`` is ``env://`` (MASTER_ADDR, MASTER_PORT),
+    ``tcp://host:port`` or ``file:///path``. ``timeout`` bounds the
     rendezvous and is the default timeout of calls; 0 means none."""
     global _job
+    options = resolve_options(backend, rpc_backend_options)
+    init_method = options.init_method if init_method is None else init_method
+    timeout = options.rpc_timeout if timeout is None else timeout
+    num_worker_threads = options.num_worker_threads if num_worker_threads is None else num_worker_threads
+    check_init_method(init_method)
+    check_seconds("timeout", timeout)
+    check_num_worker_threads(num_worker_threads)
     if not isinstance(name, str) or not name:
         raise ValueError(f"a worker name must be a non-empty string, got {name!r}")
+    rank = _from_environment(rank, "rank", "RANK")
+    world_size = _from_environment(world_size, "world_size", "WORLD_SIZE")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is out of range for world_size {world_size}")
-    if num_worker_threads < 1:
-        raise ValueError(f"num_worker_threads must be at least 1, got {num_worker_threads}")
     max_message_bytes = _byte_setting("DISTGRAD_MAX_MESSAGE_BYTES", 16 << 30, minimum=1)
     shared_memory_bytes = _byte_setting("DISTGRAD_SHM_ARENA_BYTES", 1 << 30, minimum=0)
+    method = parse_init_method(init_method)
     with _lock:
         if _job is not None or _C._agent_is_running():
             raise RuntimeError(
                 f"init_rpc() was already called in this process (as worker {_job.me.name!r}); "
                 "call shutdown() before initializing again"
             )
-        host, port = parse_init_method(init_method)
-        rendezvous = Rendezvous(host, port, rank, world_size, timeout)
+        rendezvous = Rendezvous(method, rank, world_size, timeout)
         secret = rendezvous.job_secret()
         listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout),
                                      "0.0.0.0", max_message_bytes, shared_memory_bytes)
         try:
-            address = f"{local_address_towards(host, port)}:{listen_port}"
+            address = f"{rendezvous.local_address()}:{listen_port}"
             names, addresses = rendezvous.exchange(name, address)
             _C._agent_start(names, addresses)
         except BaseException:
@@ -74,6 +95,23 @@ def init_rpc(name, rank, world_size, init_method="env://", timeout=60.0, num_wor
             raise
         workers = [WorkerInfo(n, r) for r, n in enumerate(names)]
         _job = _Job(rendezvous, workers, workers[rank])
+
+
+def _from_environment(value, argument, variable):
+    """value, or when it is unset (None or -1), the integer in the
+    environment variable."""
+    if value is None or value == -1:
+        text = os.environ.get(variable)
+        if not text:
+            raise ValueError(f"init_rpc needs {argument}: pass {argument}= or set the environment variable "
+                             f"{variable} (torchrun sets it)")
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"the environment variable {variable} must be an integer, got {text!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be an integer, got {type(value).__name__}")
+    return int(value)
 
 
 def _byte_setting(variable, default, minimum):
@@ -103,16 +141,32 @@ def _require_job():
     return job
 
 
-def get_worker_info(name=None):
-    """The WorkerInfo of worker ``name``, or of this worker when name is None."""
+def get_worker_info(worker_name=None):
+    """The WorkerInfo of the worker called ``worker_name``, or of this worker
+    when it is None."""
     job = _require_job()
-    if name is None:
+    if worker_name is None:
         return job.me
     for info in job.workers:
-        if info.name == name:
+        if info.name == worker_name:
             return info
     known = ", ".join(w.name for w in job.workers)
-    raise ValueError(f"unknown worker {name!r} (the workers are: {known})")
+    raise ValueError(f"unknown worker {worker_name!r} (the workers are: {known})")
+
+
+def get_rpc_timeout():
+    """The default timeout of calls from this worker, in seconds (0: none):
+    the init_rpc timeout, or what _set_rpc_timeout set since."""
+    _require_job()
+    return float(_C._agent_default_timeout())
+
+
+def _set_rpc_timeout(rpc_timeout):
+    """Sets the default timeout of the calls this worker makes from now on
+    (seconds, 0 for none); calls already made keep theirs."""
+    check_seconds("rpc_timeout", rpc_timeout)
+    _require_job()
+    _C._agent_set_default_timeout(float(rpc_timeout))
 
 
 def _worker_of_rank(rank):

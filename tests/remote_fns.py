@@ -92,13 +92,13 @@ def call(to, func, args=(), kwargs=None, timeout=-1.0):
 def listening_address(rank):
     """The "host:port" worker rank accepts RPC connections on, as published
     at the rendezvous (read through this worker's rendezvous store)."""
-    _, address = pickle.loads(rpc.api._job.rendezvous.store.get(f"distgrad/worker/{rank}"))
+    _, address = pickle.loads(rpc.api._job.rendezvous.store.get(f"worker/{rank}"))
     return address
 
 
 def job_secret():
     """The job secret, read through this worker's rendezvous store."""
-    return rpc.api._job.rendezvous.store.get("distgrad/secret").decode()
+    return rpc.api._job.rendezvous.store.get("secret").decode()
 
 
 # Distributed autograd ---------------------------------------------------------

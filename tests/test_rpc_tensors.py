@@ -143,11 +143,11 @@ def test_64_mib_in_both_directions_at_once(cluster, large):
 
 @pytest.mark.parametrize("echo", ECHOES)
 @pytest.mark.parametrize("tensor, message", [
-    (torch.eye(3).to_sparse(), "distgrad sends dense tensors only, got Sparse"),
+    (torch.eye(3).to_sparse_csr(), "distgrad sends dense and sparse COO tensors only, got layout SparseCsr"),
     (torch.empty(2, device="meta"), "distgrad sends CPU tensors only, got a tensor on meta"),
     (torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.quint8),
      "distgrad cannot send quantized tensors (dtype QUInt8)"),
-], ids=["sparse", "meta", "quantized"])
+], ids=["sparse-csr", "meta", "quantized"])
 def test_tensors_that_cannot_travel_fail_on_the_caller(cluster, echo, tensor, message):
     with pytest.raises(ValueError) as excinfo:
         rpc.rpc_sync("worker1", ECHOES[echo], (tensor,))
@@ -156,6 +156,7 @@ def test_tensors_that_cannot_travel_fail_on_the_caller(cluster, echo, tensor, me
 
 def test_result_that_cannot_travel_fails_on_the_callee(cluster):
     with pytest.raises(ValueError) as excinfo:
-        rpc.rpc_sync("worker1", torch.Tensor.to_sparse, (torch.eye(2),))
-    assert str(excinfo.value) == "distgrad sends dense tensors only, got Sparse\n(ValueError raised on worker 'worker1')"
+        rpc.rpc_sync("worker1", torch.Tensor.to_sparse_csr, (torch.eye(2),))
+    assert str(excinfo.value) == ("distgrad sends dense and sparse COO tensors only, got layout SparseCsr\n"
+                                  "(ValueError raised on worker 'worker1')")
     assert_same(rpc.rpc_sync("worker1", torch.clone, (torch.eye(2),)), torch.eye(2))

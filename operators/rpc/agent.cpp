@@ -416,7 +416,7 @@ bool Agent::runsInline(const Request& request, const transport::Message& message
   }
   size_t bytes = 0;
   for (const auto& t : message.tensors) {
-    bytes += t.nbytes();
+    bytes += t.is_sparse() ? t._values().nbytes() + t._indices().nbytes() : t.nbytes();
   }
   return bytes <= kMaxInlineBytes;
 }

@@ -36,12 +36,9 @@ EncodedBody encodeRequestBody(const Request& request) {
   return encodeBody(body);
 }
 
-Request decodeRequest(const transport::Message& message, int src, RRefContext& rrefs) {
-  SplitMeta meta = splitMeta(message.meta);
-  // Adopted first, so that every RRef of the message is accounted for even
-  // if the body fails to decode.
-  std::vector<RRefPtr> table = rrefs.adopt(meta.rref_states, src);
-  c10::IValue decoded = unpickleBody(meta.body, message.tensors, table);
+Request decodeRequest(transport::Message& message, int src, RRefContext& rrefs) {
+  DecodedBody meta = decodeBody(message, src, rrefs);
+  const c10::IValue& decoded = meta.body;
   if (!decoded.isTuple() || decoded.toTupleRef().elements().size() != 6) {
     throw std::runtime_error("malformed request body");
   }

@@ -46,9 +46,9 @@ struct Request {
 // once hooks have computed the extension from the body's tensors.
 EncodedBody encodeRequestBody(const Request& request);
 
-// Decodes a request from src; its tensors are the message's tensors and its
-// RRefs are adopted by rrefs (see RRefContext::adopt). Throws
-// std::runtime_error on malformed metadata.
-Request decodeRequest(const transport::Message& message, int src, RRefContext& rrefs);
+// Decodes a request from src (see decodeBody: message.tensors becomes the
+// request's tensor table, sparse tensors rebuilt; its RRefs are adopted).
+// Throws std::runtime_error on malformed metadata.
+Request decodeRequest(transport::Message& message, int src, RRefContext& rrefs);
 
 }  // namespace distgrad::rpc

@@ -85,10 +85,9 @@ EncodedBody encodeResponseBody(const Response& response) {
   return encodeBody(body);
 }
 
-Response decodeResponse(const transport::Message& message, int src, RRefContext& rrefs) {
-  SplitMeta meta = splitMeta(message.meta);
-  std::vector<RRefPtr> table = rrefs.adopt(meta.rref_states, src);
-  c10::IValue decoded = unpickleBody(meta.body, message.tensors, table);
+Response decodeResponse(transport::Message& message, int src, RRefContext& rrefs) {
+  DecodedBody meta = decodeBody(message, src, rrefs);
+  const c10::IValue& decoded = meta.body;
   if (!decoded.isTuple() || decoded.toTupleRef().elements().empty() ||
       !decoded.toTupleRef().elements()[0].isBool()) {
     throw std::runtime_error("malformed response body");

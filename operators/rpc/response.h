@@ -44,6 +44,6 @@ EncodedBody encodeResponseBody(const Response& response);
 
 // Decodes a response from src, adopting its RRefs like decodeRequest.
 // Throws std::runtime_error on malformed metadata.
-Response decodeResponse(const transport::Message& message, int src, RRefContext& rrefs);
+Response decodeResponse(transport::Message& message, int src, RRefContext& rrefs);
 
 }  // namespace distgrad::rpc

@@ -2,6 +2,8 @@
 
 #include "rpc/rref_pickling.h"
 
+#include <ATen/ops/_validate_sparse_coo_tensor_args.h>
+#include <ATen/ops/sparse_coo_tensor.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/custom_class.h>
@@ -15,26 +17,71 @@ namespace {
 
 constexpr const char* kCustomClassPrefix = "__torch__.torch.classes.";
 
-// What goes on the wire for each tensor: its data, detached, contiguous and
-// with conjugate/negative views resolved.
-std::vector<at::Tensor> wireTensors(const std::vector<at::Tensor>& tensors) {
-  std::vector<at::Tensor> out;
-  out.reserve(tensors.size());
-  for (const auto& t : tensors) {
+// The wire form of a dense tensor: its data, detached, contiguous and with
+// conjugate/negative views resolved.
+at::Tensor wireDense(const at::Tensor& t) {
+  at::Tensor data = t.detach();
+  if (data.is_conj() || data.is_neg()) {
+    data = data.resolve_conj().resolve_neg();
+  }
+  return data.is_contiguous() ? data : data.contiguous();
+}
+
+// Fills wire_tensors (and sparse) from tensors; see wire.h.
+void prepareTensors(EncodedBody& encoded) {
+  const auto& tensors = encoded.tensors;
+  encoded.wire_tensors.reserve(tensors.size());
+  std::vector<at::Tensor> indices;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
     TORCH_CHECK_VALUE(t.defined(), "distgrad cannot send an undefined tensor");
     TORCH_CHECK_VALUE(t.device().is_cpu(), "distgrad sends CPU tensors only, got a tensor on ",
                       t.device());
-    TORCH_CHECK_VALUE(t.layout() == c10::kStrided, "distgrad sends dense tensors only, got ",
-                      t.layout());
+    TORCH_CHECK_VALUE(t.layout() == c10::kStrided || t.layout() == c10::kSparse,
+                      "distgrad sends dense and sparse COO tensors only, got layout ", t.layout());
     TORCH_CHECK_VALUE(!t.is_quantized(), "distgrad cannot send quantized tensors (dtype ",
                       t.scalar_type(), ")");
-    at::Tensor data = t.detach();
-    if (data.is_conj() || data.is_neg()) {
-      data = data.resolve_conj().resolve_neg();
+    if (t.layout() == c10::kStrided) {
+      encoded.wire_tensors.push_back(wireDense(t));
+      continue;
     }
-    out.push_back(data.is_contiguous() ? data : data.contiguous());
+    at::Tensor sparse = t.detach();
+    encoded.wire_tensors.push_back(wireDense(sparse._values()));
+    auto slot = static_cast<int64_t>(tensors.size() + indices.size());
+    indices.push_back(wireDense(sparse._indices()));
+    encoded.sparse.push_back(c10::ivalue::Tuple::create(
+        {static_cast<int64_t>(i), slot, c10::IValue(sparse.sizes().vec()), sparse.is_coalesced()}));
   }
-  return out;
+  for (auto& t : indices) {
+    encoded.wire_tensors.push_back(std::move(t));
+  }
+}
+
+// Rebuilds the sparse tensors described by table entries in tensors.
+void restoreSparse(std::vector<at::Tensor>& tensors, const std::vector<c10::IValue>& sparse) {
+  if (sparse.empty()) {
+    return;
+  }
+  size_t num_body_tensors = tensors.size() - sparse.size();
+  for (const auto& entry : sparse) {
+    const auto& f = entry.toTupleRef().elements();
+    if (f.size() != 4 || !f[0].isInt() || !f[1].isInt() || !f[2].isIntList() || !f[3].isBool()) {
+      throw std::runtime_error("malformed sparse tensor description");
+    }
+    int64_t slot = f[0].toInt();
+    int64_t indices_slot = f[1].toInt();
+    if (slot < 0 || static_cast<size_t>(slot) >= num_body_tensors ||
+        indices_slot < static_cast<int64_t>(num_body_tensors) ||
+        static_cast<size_t>(indices_slot) >= tensors.size()) {
+      throw std::runtime_error("malformed sparse tensor description");
+    }
+    std::vector<int64_t> sizes = f[2].toIntVector();
+    // A peer's data: the indices must fit the sizes.
+    at::_validate_sparse_coo_tensor_args(tensors[indices_slot], tensors[slot], sizes, f[3].toBool());
+    tensors[slot] = at::sparse_coo_tensor(tensors[indices_slot], tensors[slot], sizes, {},
+                                          f[3].toBool());
+  }
+  tensors.resize(num_body_tensors);
 }
 
 void appendPickle(std::string& out, const c10::IValue& value) {
@@ -112,7 +159,7 @@ EncodedBody encodeBody(const c10::IValue& body) {
     torch::jit::pickle([&](const char* data, size_t len) { encoded.body.append(data, len); },
                        body, &encoded.tensors);
   }
-  encoded.wire_tensors = wireTensors(encoded.tensors);
+  prepareTensors(encoded);
   return encoded;
 }
 
@@ -125,11 +172,12 @@ transport::Message assembleMessage(uint16_t type, uint64_t id, const EncodedBody
   message.meta.reserve(body.body.size() + 64);
   appendLength(message.meta, static_cast<uint32_t>(body.body.size()));
   message.meta += body.body;
-  if (rref_states.empty()) {
+  if (rref_states.empty() && body.sparse.empty()) {
     appendLength(message.meta, 0);
   } else {
     std::string table;
-    appendPickle(table, c10::ivalue::Tuple::create(rref_states));
+    appendPickle(table, c10::ivalue::Tuple::create({c10::ivalue::Tuple::create(rref_states),
+                                                    c10::ivalue::Tuple::create(body.sparse)}));
     appendLength(message.meta, static_cast<uint32_t>(table.size()));
     message.meta += table;
   }
@@ -138,30 +186,40 @@ transport::Message assembleMessage(uint16_t type, uint64_t id, const EncodedBody
   return message;
 }
 
-SplitMeta splitMeta(const std::string& meta) {
-  SplitMeta split;
+DecodedBody decodeBody(transport::Message& message, int src, RRefContext& rrefs) {
+  const std::string& meta = message.meta;
   size_t pos = 0;
   uint32_t body_len = readLength(meta, pos, "body");
-  split.body = meta.substr(pos, body_len);
+  size_t body_pos = pos;
   pos += body_len;
-  uint32_t table_len = readLength(meta, pos, "RRef table");
+  uint32_t table_len = readLength(meta, pos, "out-of-band table");
+  std::vector<c10::IValue> rref_states;
+  std::vector<c10::IValue> sparse;
   if (table_len > 0) {
     c10::IValue table = torch::jit::unpickle(meta.data() + pos, table_len);
-    if (!table.isTuple()) {
-      throw std::runtime_error("malformed RRef table");
+    if (!table.isTuple() || table.toTupleRef().size() != 2 ||
+        !table.toTupleRef().elements()[0].isTuple() || !table.toTupleRef().elements()[1].isTuple()) {
+      throw std::runtime_error("malformed out-of-band table");
     }
-    const auto& states = table.toTupleRef().elements();
-    split.rref_states.assign(states.begin(), states.end());
+    const auto& states = table.toTupleRef().elements()[0].toTupleRef().elements();
+    rref_states.assign(states.begin(), states.end());
+    const auto& entries = table.toTupleRef().elements()[1].toTupleRef().elements();
+    sparse.assign(entries.begin(), entries.end());
     pos += table_len;
   }
-  split.extension = torch::jit::unpickle(meta.data() + pos, meta.size() - pos);
-  return split;
-}
-
-c10::IValue unpickleBody(const std::string& body, const std::vector<at::Tensor>& tensors,
-                         const std::vector<RRefPtr>& rrefs) {
-  RRefUnpickleScope scope(rrefs);
-  return torch::jit::unpickle(body.data(), body.size(), &loadObject, &resolveClass, tensors);
+  DecodedBody decoded;
+  decoded.extension = torch::jit::unpickle(meta.data() + pos, meta.size() - pos);
+  // Adopted first, so that every RRef of the message is accounted for even
+  // if the rest fails to decode.
+  std::vector<RRefPtr> table = rrefs.adopt(rref_states, src);
+  if (sparse.size() > message.tensors.size()) {
+    throw std::runtime_error("malformed sparse tensor description");
+  }
+  restoreSparse(message.tensors, sparse);
+  RRefUnpickleScope scope(table);
+  decoded.body = torch::jit::unpickle(meta.data() + body_pos, body_len, &loadObject, &resolveClass,
+                                      message.tensors);
+  return decoded;
 }
 
 }  // namespace distgrad::rpc

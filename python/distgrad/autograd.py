@@ -47,7 +47,11 @@ def backward(context_id: int, roots: List[torch.Tensor], retain_graph: bool = Fa
     (scalar tensors that require grad) and returns when it has finished on
     every worker. Gradients accumulate in the context of each worker, never
     in ``.grad``. With ``retain_graph=True`` the graph can be run again."""
-    _C._backward(context_id, list(roots), retain_graph)
+    if torch.autograd._profiler_enabled():
+        with torch.autograd.profiler.record_function(f"dist_autograd.backward#context {context_id}"):
+            _C._backward(context_id, list(roots), retain_graph)
+    else:
+        _C._backward(context_id, list(roots), retain_graph)
 
 
 def get_gradients(context_id: int) -> Dict[torch.Tensor, torch.Tensor]:

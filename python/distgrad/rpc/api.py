@@ -12,7 +12,7 @@ import torch.jit._builtins
 
 from .. import _C, _python_call
 from .._rendezvous import Rendezvous, parse_init_method
-from . import functions
+from . import functions, profiling
 from .options import check_init_method, check_num_worker_threads, check_seconds, resolve as resolve_options
 from .rref import RRef, ScriptRRef
 
@@ -209,10 +209,26 @@ def _request(func, args, kwargs):
 def _invoke(to, func, args, kwargs, timeout, future):
     dst = _rank(to)
     request, decode = _request(func, args, kwargs)
+    if profiling.enabled():
+        return _invoke_profiled(dst, func, request, decode, timeout, future)
     if future is None:
         result = _C._invoke(dst, request, float(timeout), None, None)
         return result if decode is None else decode(result)
     return _C._invoke(dst, request, float(timeout), future, decode)
+
+
+def _event_name(kind, func, dst):
+    return f"rpc_{kind}#{profiling.func_name(func)}({_require_job().me.name} -> {_worker_of_rank(dst).name})"
+
+
+def _invoke_profiled(dst, func, request, decode, timeout, future):
+    """_invoke inside a profiler span, which ends when the call does."""
+    with profiling.span(_event_name("sync" if future is None else "async", func, dst)) as span:
+        if future is None:
+            result = _C._invoke(dst, request, float(timeout), None, None)
+            return result if decode is None else decode(result)
+        future = _C._invoke(dst, request, float(timeout), future, decode)
+        return span._call_end_callbacks_on_future(future)
 
 
 def debug_info():
@@ -258,8 +274,12 @@ def remote(to: Any, func: Any, args: Any = (), kwargs: Optional[Dict[str, Any]] 
 
 
 def _remote(to, func, args, kwargs, timeout):
+    dst = _rank(to)
     request, _ = _request(func, args, kwargs)
-    return RRef._from_handle(_C._remote(_rank(to), request, float(timeout)))
+    if profiling.enabled():
+        with profiling.span(_event_name("remote", func, dst)):
+            return RRef._from_handle(_C._remote(dst, request, float(timeout)))
+    return RRef._from_handle(_C._remote(dst, request, float(timeout)))
 
 
 def shutdown(graceful=True, timeout=None):

@@ -8,7 +8,7 @@ import torch.jit._state
 
 from .. import _C
 from .. import autograd as dist_autograd
-from . import api, functions
+from . import api, functions, profiling
 
 __all__ = ["RRef"]
 
@@ -85,6 +85,9 @@ class RRef(ScriptRRef):
     def to_here(self, timeout: float = -1.0):
         """A copy of the value fetched from its owner (on the owner, the value
         itself). ``timeout`` in seconds: -1 means the RPC default, 0 none."""
+        if profiling.enabled() and not self.is_owner():
+            with profiling.span(f"rref_to_here#({api.get_worker_info().name} -> {self.owner_name()})"):
+                return _C._rref_to_here(self._impl, float(timeout))
         return _C._rref_to_here(self._impl, float(timeout))
 
     def rpc_sync(self, timeout: float = -1.0):

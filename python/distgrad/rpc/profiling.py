@@ -1,0 +1,32 @@
+"""Profiler events of distgrad calls: while a torch profiler records on the
+calling thread, each RPC, remote(), to_here() and distributed backward pass
+is a record_function span named after the call, e.g.
+``rpc_sync#aten::add(worker0 -> worker1)``."""
+
+import torch
+import torch.jit._builtins
+
+
+def enabled():
+    return torch.autograd._profiler_enabled()
+
+
+def func_name(func):
+    """How a call names func: the operator ("aten::add"), the TorchScript
+    function's qualified name, the name given, or the Python qualname."""
+    if isinstance(func, str):
+        return func
+    inner = getattr(func, "_wrapped_async_rpc_function", None)
+    if isinstance(inner, torch.jit.ScriptFunction):
+        func = inner
+    if isinstance(func, torch.jit.ScriptFunction):
+        return func.qualified_name
+    builtin = torch.jit._builtins._find_builtin(func)
+    if builtin is not None:
+        return builtin
+    return getattr(func, "__qualname__", type(func).__name__)
+
+
+def span(name):
+    """A record_function span (enter it with `with`)."""
+    return torch.autograd.profiler.record_function(name)

@@ -76,8 +76,8 @@ def test_training_through_a_remote_module_equals_local_training(cluster, call):
     # for bit after SGD with momentum.
     remote = affine("worker1/cpu")
     head = optim_fns.Affine(3, 1, seed=2)
-    optimizer = DistributedOptimizer(torch.optim.SGD, remote.remote_parameters() + [rpc.RRef(p) for p in head.parameters()],
-                                     lr=0.05, momentum=0.9)
+    params = remote.remote_parameters() + [rpc.RRef(p) for p in head.parameters()]
+    optimizer = DistributedOptimizer(torch.optim.SGD, params, lr=0.05, momentum=0.9)
     run = {"call": remote, "forward": remote.forward, "forward_async": lambda x: remote.forward_async(x).wait()}[call]
     for x in INPUTS:
         with dist_autograd.context() as context_id:

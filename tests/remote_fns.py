@@ -66,6 +66,10 @@ def raise_key_error(key):
     return {}[key]
 
 
+def bad_decode():
+    return b"\xff".decode()
+
+
 def divide(a, b):
     return a / b
 

@@ -44,6 +44,15 @@ def test_custom_exception_class_name_and_message(cluster):
     assert not isinstance(excinfo.value, remote_fns.CustomError)
 
 
+def test_exception_class_not_built_from_a_message(cluster):
+    # UnicodeDecodeError takes five arguments: the caller gets a RuntimeError naming it.
+    with pytest.raises(RuntimeError) as excinfo:
+        rpc.rpc_sync("worker1", remote_fns.bad_decode)
+    assert remote_message(excinfo).startswith(
+        "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte")
+    assert "(UnicodeDecodeError raised on worker 'worker1')" in remote_message(excinfo)
+
+
 @pytest.mark.parametrize("call", CALLS, ids=CALL_IDS)
 def test_builtin_operator_fails(cluster, call):
     with pytest.raises(RuntimeError) as excinfo:

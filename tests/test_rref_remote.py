@@ -111,6 +111,7 @@ def test_error_surfaces_when_the_rref_is_used(cluster):
             use()
         assert "no such value" in remote_message(excinfo)
         assert "(ValueError raised on worker 'worker1')" in remote_message(excinfo)
+        assert "raised on worker ''" not in remote_message(excinfo)
 
 
 def test_error_of_a_remote_to_this_worker(cluster):

@@ -60,7 +60,8 @@ def worker_name(rank):
 class Backend:
     name: str
     init: Callable  # (rank, world_size, init_method, num_worker_threads) -> rpc module
-    autograd_module: str  # imported lazily: distgrad.autograd may not exist yet
+    autograd_module: str  # imported lazily, like optim_module
+    optim_module: str
 
 
 def _init_distgrad(rank, world_size, init_method, num_worker_threads):
@@ -101,9 +102,9 @@ def _init_torch_tcp(rank, world_size, init_method, num_worker_threads):
 
 
 BACKENDS = {
-    "distgrad": Backend("distgrad", _init_distgrad, "distgrad.autograd"),
-    "torch": Backend("torch", _init_torch, "torch.distributed.autograd"),
-    "torch_tcp": Backend("torch_tcp", _init_torch_tcp, "torch.distributed.autograd"),
+    "distgrad": Backend("distgrad", _init_distgrad, "distgrad.autograd", "distgrad.optim"),
+    "torch": Backend("torch", _init_torch, "torch.distributed.autograd", "torch.distributed.optim"),
+    "torch_tcp": Backend("torch_tcp", _init_torch_tcp, "torch.distributed.autograd", "torch.distributed.optim"),
 }
 DEFAULT_BACKENDS = ("distgrad", "torch")
 REFERENCE = "distgrad"  # ratios are <other backend>/distgrad
@@ -125,11 +126,17 @@ class Api:
         self.world_size = world_size
         self.workers = [worker_name(r) for r in range(world_size)]
         self._autograd_module = backend.autograd_module
+        self._optim_module = backend.optim_module
 
     @property
     def autograd(self):
         """distgrad.autograd or torch.distributed.autograd."""
         return importlib.import_module(self._autograd_module)
+
+    @property
+    def optim(self):
+        """distgrad.optim or torch.distributed.optim."""
+        return importlib.import_module(self._optim_module)
 
 
 # --------------------------------------------------------------------------
@@ -277,6 +284,36 @@ def autograd_chain(api, iters):
         api,
         lambda: api.rpc_sync(api.workers[1], bench_fns.chain_hop, args=(api.rpc_module, route, t)).sum(),
         [(t, torch.full(SMALL, 8.0))], iters)
+
+
+# Remote references: creation and fetch, a method call through a proxy, and
+# the distributed optimizer's step.
+
+
+@measurement("rref_remote_to_here", "remote torch.add 3x3, then to_here")
+def rref_remote_to_here(api, iters):
+    t = torch.ones(SMALL)
+    return time_calls(lambda: api.rpc.remote(api.workers[1], torch.add, args=(t, t)).to_here(), iters)
+
+
+@measurement("rref_proxy", "RRef proxy call: rref.rpc_sync().add(3x3) on its owner")
+def rref_proxy(api, iters):
+    t = torch.ones(SMALL)
+    rref = api.rpc.remote(api.workers[1], bench_fns.Accumulator, args=(SMALL,))
+    proxy = rref.rpc_sync()
+    return time_calls(lambda: proxy.add(t), iters)
+
+
+@measurement("dist_optim_step", "DistributedOptimizer(SGD).step over 2 owners (3x3 params each)",
+             world_size=3)
+def dist_optim_step(api, iters):
+    params = [api.rpc.remote(w, bench_fns.make_param, args=(SMALL,)) for w in api.workers[1:3]]
+    optimizer = api.optim.DistributedOptimizer(torch.optim.SGD, params, lr=0.01)
+    autograd = api.autograd
+    with autograd.context() as context_id:
+        loss = sum(p.to_here().sum() for p in params)
+        autograd.backward(context_id, [loss])
+        return time_calls(lambda: optimizer.step(context_id), iters)
 
 
 # --------------------------------------------------------------------------

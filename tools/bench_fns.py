@@ -45,3 +45,19 @@ def chain_hop(rpc_module, route, t):
         return t
     rpc = importlib.import_module(rpc_module)
     return rpc.rpc_sync(route[0], chain_hop, args=(rpc_module, route[1:], t))
+
+
+class Accumulator:
+    """A value kept on its owner and updated through an RRef proxy."""
+
+    def __init__(self, shape):
+        self.total = torch.zeros(shape)
+
+    def add(self, t):
+        self.total += t
+        return self.total
+
+
+def make_param(shape):
+    """A leaf tensor that requires grad, held by its owner for an optimizer."""
+    return torch.ones(shape, requires_grad=True)

@@ -46,6 +46,21 @@ PyObject* classForRemote(const std::string& type_name) {
   return PyExc_RuntimeError;
 }
 
+// Raises e as its class, built from the message alone; a class that cannot
+// be built that way (UnicodeDecodeError takes five arguments) becomes a
+// RuntimeError naming it.
+void raiseRemote(const RemoteError& e) {
+  PyObject* cls = classForRemote(e.typeName());
+  PyObject* error = PyObject_CallFunction(cls, "s", e.what());
+  if (error == nullptr) {
+    PyErr_Clear();
+    PyErr_SetString(PyExc_RuntimeError, (e.typeName() + ": " + e.what()).c_str());
+    return;
+  }
+  PyErr_SetObject(cls, error);
+  Py_DECREF(error);
+}
+
 }  // namespace
 
 // Python exceptions raised inside C++ (for example by a Python autograd
@@ -74,7 +89,7 @@ void initErrorBindings(py::module& m) {
         std::rethrow_exception(p);
       }
     } catch (const RemoteError& e) {
-      PyErr_SetString(classForRemote(e.typeName()), e.what());
+      raiseRemote(e);
     } catch (const DistTimeoutError& e) {
       PyErr_SetString(errorClasses().timeout_error, e.what());
     } catch (const DistNetworkError& e) {

@@ -31,6 +31,14 @@ void runInScope(const std::shared_ptr<CallScope>& scope, const std::function<voi
   }
 }
 
+// A future failed with the error in eptr as a caller would see it: a
+// RemoteError naming the worker that raised it.
+FuturePtr failedFuture(std::exception_ptr eptr, const std::string& worker) {
+  auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  future->setError(Response::fromException(std::move(eptr), worker).toException());
+  return future;
+}
+
 // A future of what f's value is, waiting for it when it is itself a future
 // (a TorchScript function returning Future[T], async_execution).
 FuturePtr flatten(const FuturePtr& f) {
@@ -371,9 +379,12 @@ void Agent::onRequest(int src, transport::Message&& message) {
       }
       result->addCallback([this, src, id, scope, remote = request->remote](c10::ivalue::Future& done) {
         if (remote) {
-          // The owner keeps the value; the caller only learns the outcome.
-          rrefs_->setValue(remote->rref_id,
-                           c10::intrusive_ptr<c10::ivalue::Future>::reclaim_copy(&done));
+          // The owner keeps the value (or the error, attributed to this
+          // worker as it would be on the caller); the caller learns the
+          // outcome.
+          rrefs_->setValue(remote->rref_id, done.hasError()
+                                                ? failedFuture(done.exception_ptr(), self().name)
+                                                : FuturePtr::reclaim_copy(&done));
         }
         if (done.hasError()) {
           respond(src, id, Response::fromException(done.exception_ptr(), self().name), scope);
@@ -391,9 +402,7 @@ void Agent::onRequest(int src, transport::Message&& message) {
     }
   } catch (...) {
     if (remote) {
-      auto failed = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
-      failed->setError(std::current_exception());
-      rrefs_->setValue(remote->rref_id, failed);
+      rrefs_->setValue(remote->rref_id, failedFuture(std::current_exception(), self().name));
     }
     respond(src, id, Response::fromException(std::current_exception(), self().name), scope);
   }

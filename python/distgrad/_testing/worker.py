@@ -8,8 +8,10 @@ crashed or killed test run leaves nothing behind.
 """
 
 import argparse
+import ctypes
 import os
 import pathlib
+import signal
 import threading
 import time
 
@@ -31,6 +33,9 @@ def main(argv=None):
     parser.add_argument("--ready-file", help="created once the worker has imported everything")
     args = parser.parse_args(argv)
 
+    # The kernel kills this process when its parent dies, even if it is stuck
+    # holding the GIL; the thread covers a parent that died before this line.
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     threading.Thread(target=_exit_when_orphaned, args=(args.parent_pid,), daemon=True).start()
     if args.ready_file:
         pathlib.Path(args.ready_file).touch()

@@ -27,7 +27,8 @@ void initRRefBindings(py::module& m) {
   });
   m.def("_rref_local_value", [](const py::handle& handle) {
     auto rref = rrefHandle(handle);
-    std::string owner = Agent::current()->worker(rref->ownerRank()).name;
+    // The owner's value stays usable after the job has shut down.
+    std::string owner = rref->isOwner() ? "" : Agent::current()->worker(rref->ownerRank()).name;
     c10::IValue value;
     {
       py::gil_scoped_release no_gil;

@@ -19,7 +19,8 @@ from tests.conftest import ROOT
 
 
 def os_threads():
-    return len(os.listdir("/proc/self/task"))
+    """The ids of this process's OS threads."""
+    return set(os.listdir("/proc/self/task"))
 
 
 def test_graceful_stop_waits_for_calls_in_flight_and_ends_every_worker_with_exit_code_0():
@@ -36,8 +37,9 @@ def test_graceful_stop_waits_for_calls_in_flight_and_ends_every_worker_with_exit
     assert [f.done() for f in futures] == [True, True]
     assert torch.futures.wait_all(futures) == ["one", "two"]
     assert [job.returncode(rank) for rank in (1, 2)] == [0, 0]
-    # Every thread the job started in this process has ended.
-    assert os_threads() == threads_before
+    # Every thread the job started in this process has ended (threads of
+    # earlier tests may have ended too).
+    assert os_threads() <= threads_before
 
 
 def test_shutdown_twice_is_harmless_and_a_new_job_can_follow():

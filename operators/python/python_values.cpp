@@ -1,3 +1,4 @@
+#include "python/gil.h"
 #include "python/python_values.h"
 
 #include "common/errors.h"
@@ -21,7 +22,7 @@ struct PythonCallModule {
 
 const PythonCallModule& pythonCallModule() {
   static const PythonCallModule* module = [] {
-    py::gil_scoped_acquire gil;
+    RuntimeGil gil;
     py::module m = py::module::import("distgrad._python_call");
     return new PythonCallModule{m.attr("run"), m.attr("finish"), m.attr("deserialize")};
   }();
@@ -64,7 +65,7 @@ void finishLater(const std::weak_ptr<rpc::Agent>& weak_agent, const FuturePtr& r
         return;
       }
       try {
-        py::gil_scoped_acquire gil;
+        RuntimeGil gil;
         py::tuple outcome = pythonCallModule().finish(torch::jit::toPyObject(source->value()), keep_value);
         out->markCompleted(fromOutcome(outcome));
       } catch (...) {
@@ -108,7 +109,7 @@ rpc::Agent::PythonCallRunner pythonCallRunner(std::weak_ptr<rpc::Agent> agent) {
   pythonCallModule();
   return [agent = std::move(agent)](const std::vector<c10::IValue>& args, bool keep_value) {
     auto out = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
-    py::gil_scoped_acquire gil;
+    RuntimeGil gil;
     TORCH_CHECK(args.size() == 3, "malformed Python call");
     py::tuple outcome = pythonCallModule().run(torch::jit::toPyObject(args[0]),
                                                torch::jit::toPyObject(args[1]),
@@ -126,13 +127,13 @@ rpc::Agent::PythonValueCodec pythonValueCodec() {
   pythonCallModule();
   rpc::Agent::PythonValueCodec codec;
   codec.serialize = [](const c10::IValue& value) {
-    py::gil_scoped_acquire gil;
+    RuntimeGil gil;
     // As a Python call's result: a value that cannot be pickled raises a
     // RemoteError naming the Python exception.
     return fromOutcome(pythonCallModule().finish(torch::jit::toPyObject(value), false));
   };
   codec.deserialize = [](const c10::IValue& serialized) {
-    py::gil_scoped_acquire gil;
+    RuntimeGil gil;
     py::tuple parts = torch::jit::toPyObject(serialized);
     return pythonValue(pythonCallModule().deserialize(parts[0], parts[1], parts[2]));
   };

@@ -1,5 +1,6 @@
 #include "autograd/dist_autograd.h"
 #include "common/errors.h"
+#include "python/gil.h"
 #include "python/bindings.h"
 #include "python/python_values.h"
 #include "rpc/agent.h"
@@ -45,7 +46,7 @@ class PythonScriptFunctions {
     }
     torch::jit::Function* fn = nullptr;
     {
-      py::gil_scoped_acquire gil;
+      RuntimeGil gil;
       c10::QualifiedName qualname(name);
       fn = cu_->find_function(qualname);
       if (!fn) {
@@ -65,7 +66,7 @@ class PythonScriptFunctions {
   // A TorchScript class, found the same way (for objects in RPC messages).
   c10::StrongTypePtr resolveClass(const c10::QualifiedName& qualname) {
     std::lock_guard<std::mutex> resolving(resolving_mu_);
-    py::gil_scoped_acquire gil;
+    RuntimeGil gil;
     c10::ClassTypePtr cls = cu_->get_class(qualname);
     if (!cls) {
       importModuleOf(qualname);
@@ -124,7 +125,7 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
   std::shared_ptr<py::object> decoder;
   if (!decode.is_none()) {
     decoder = std::shared_ptr<py::object>(new py::object(decode), [](py::object* o) {
-      py::gil_scoped_acquire gil;
+      RuntimeGil gil;
       delete o;
     });
   }
@@ -141,13 +142,13 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
       }
       c10::IValue value;
       try {
-        py::gil_scoped_acquire gil;
+        RuntimeGil gil;
         py::object decoded = (*decoder)(torch::jit::toPyObject(source->value()));
         value = torch::jit::toIValue(decoded, c10::PyObjectType::get());
       } catch (py::error_already_set& e) {
         std::string message;
         {
-          py::gil_scoped_acquire gil;
+          RuntimeGil gil;
           message = e.what();
           e.restore();
           PyErr_Clear();

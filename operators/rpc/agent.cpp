@@ -121,6 +121,10 @@ Agent::Agent(AgentOptions options)
   transport_options.secret = options_.secret;
   transport_options.limits = options_.limits;
   transport_options.arena_bytes = options_.shared_memory_bytes;
+  // A reader polling while pool threads compute would take a core from them
+  // (2 cores and a few processes are common): it polls only while the pool
+  // is idle.
+  transport_options.may_poll = [this] { return pool_.busy() == 0; };
   transport_ = std::make_unique<transport::Transport>(
       transport_options,
       [this](int src, transport::Message&& message) { onMessage(src, std::move(message)); },

@@ -21,6 +21,7 @@ void ThreadPool::run(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
+      ++busy_;
       tasks_.push_back(std::move(task));
       wakeup_.notify_one();
       return;
@@ -56,6 +57,7 @@ void ThreadPool::work() {
       tasks_.pop_front();
     }
     runGuarded(task);
+    --busy_;
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -25,6 +26,9 @@ class ThreadPool {
 
   void run(std::function<void()> task);
 
+  // Tasks queued or running now.
+  int busy() const { return busy_; }
+
   void stop();
 
  private:
@@ -36,6 +40,7 @@ class ThreadPool {
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
+  std::atomic<int> busy_{0};
 };
 
 }  // namespace distgrad::rpc

@@ -25,8 +25,8 @@ std::runtime_error socketError(const char* what) {
 
 }  // namespace
 
-Connection::Connection(int fd, std::string peer_address)
-    : fd_(fd), peer_address_(std::move(peer_address)) {
+Connection::Connection(int fd, std::string peer_address, PollGate may_poll)
+    : fd_(fd), peer_address_(std::move(peer_address)), may_poll_(std::move(may_poll)) {
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
@@ -171,7 +171,7 @@ size_t Connection::recvSome(char* data, size_t n) {
   // for a short while before blocking spares the reader a wakeup, which
   // costs as much as the round trip itself.
   auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
-  while (std::chrono::steady_clock::now() < until) {
+  while ((!may_poll_ || may_poll_()) && std::chrono::steady_clock::now() < until) {
     ssize_t got = ::recv(fd_, data, n, MSG_DONTWAIT);
     if (got >= 0) {
       return static_cast<size_t>(got);

@@ -5,6 +5,7 @@
 #include "transport/shared_arena.h"
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -19,8 +20,13 @@ namespace distgrad::transport {
 // a blocked receive() or send() return with an error.
 class Connection {
  public:
+  // Whether the reader may poll the socket for a short while before blocking
+  // (asked before each wait; null: always). Polling saves the wakeup of a
+  // blocking read, but only pays when no other thread of ours needs the CPU.
+  using PollGate = std::function<bool()>;
+
   // Takes ownership of a connected socket and sets TCP_NODELAY on it.
-  Connection(int fd, std::string peer_address);
+  Connection(int fd, std::string peer_address, PollGate may_poll = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -78,6 +84,7 @@ class Connection {
 
   const int fd_;
   const std::string peer_address_;
+  const PollGate may_poll_;
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
   // Set once before frames flow.

@@ -163,7 +163,7 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
   }
   timeval no_timeout{};
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &no_timeout, sizeof(no_timeout));
-  auto conn = std::make_shared<Connection>(fd, address);
+  auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
   try {
     conn->send(encodeHello(options_.rank, options_.secret, arena_ ? arena_->info() : ArenaInfo()));
     conn->setReceiveTimeout(kHandshakeTimeoutSeconds);
@@ -344,7 +344,7 @@ void Transport::acceptLoop() {
       return;
     }
     reapFinishedReaders();
-    startReader(std::make_shared<Connection>(fd, addressOf(addr)), -1);
+    startReader(std::make_shared<Connection>(fd, addressOf(addr), options_.may_poll), -1);
   }
 }
 

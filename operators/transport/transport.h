@@ -26,6 +26,8 @@ struct TransportOptions {
   // Size of the shared memory through which large tensors go to peers on
   // the same machine (0: always send inline).
   uint64_t arena_bytes = 0;
+  // Given to every connection (see Connection::PollGate).
+  Connection::PollGate may_poll;
 };
 
 // TCP connections between the workers of one job: at most one connection per

@@ -167,9 +167,12 @@ class Rendezvous:
         done = [key + "/done"]
         while not self.store.check(done):
             if deadline is not None and time.monotonic() >= deadline:
-                arrived = self.store.add(key, 0)
+                missing = [r for r in range(self.world_size) if not self.store.check([f"{key}/rank/{r}"])]
+                lost = dict(lost_workers() if lost_workers else [])
                 raise DistTimeoutError(
-                    f"only {arrived} of {self.world_size} workers reached '{label}' within {timeout} seconds"
+                    f"only {self.world_size - len(missing)} of {self.world_size} workers reached '{label}' "
+                    f"within {timeout} seconds; missing: "
+                    + ", ".join(f"rank {r}" + (f" ({lost[r]})" if r in lost else "") for r in missing)
                 )
             for rank, reason in (lost_workers() if lost_workers else []):
                 if not self.store.check([f"{key}/rank/{rank}"]):

@@ -293,3 +293,25 @@ def times_param(x, name):
 def second_half(t):
     """A view of the second half of t (contiguous, sharing its storage)."""
     return t[t.numel() // 2:]
+
+
+# A parameter server's state, for the copy-semantics tests.
+_stored = {}
+
+
+def store_tensor(t):
+    """Keeps t and returns it."""
+    _stored["t"] = t
+    return t
+
+
+def stored_sum():
+    return _stored["t"].sum()
+
+
+def scale_stored(factor):
+    _stored["t"].mul_(factor)
+
+
+def drop_stored():
+    _stored.clear()

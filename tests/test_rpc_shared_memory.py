@@ -1,7 +1,8 @@
 """Large tensors between workers on the same machine go through the
 sender's shared memory arena and arrive as views of it. The views behave
-like any received tensor, and the arena gets every region back once the
-tensors using it are freed."""
+like any received tensor (no memory is shared with the sender's tensors,
+nor with what the receiver keeps when it sends a view back), and the arena
+gets every region back once the tensors using it are freed."""
 
 import gc
 
@@ -68,21 +69,34 @@ def test_many_large_tensors_in_one_message(cluster):
     assert_same(rpc.rpc_sync("worker1", remote_fns.identity, (tensors,)), tensors)
 
 
-def test_view_sent_back_to_its_owner_travels_as_a_reference(cluster):
+def test_view_sent_back_to_its_owner_comes_back_as_a_copy(cluster):
     t = torch.randn(LARGE)
-    # worker1 returns the very view it received: it comes back as a view of
-    # worker0's own arena, held here until freed.
+    # worker1 returns the very view it received: worker0 gets its values in
+    # memory of its own, and its arena region is free once worker1 drops
+    # the view.
     result = rpc.rpc_sync("worker1", remote_fns.identity, (t,))
     assert_same(result, t)
-    wait_for(lambda: arena_in_use("worker1") == 0, 5, "worker1 to hold nothing")
-    assert arena_in_use("worker0") >= t.nbytes
+    wait_for(all_regions_back, 5, "every region to be released")
     result.mul_(2.0)
     assert torch.equal(rpc.rpc_sync("worker1", remote_fns.identity, (result,)), 2 * t)
+
+
+def test_a_callee_keeping_its_argument_shares_no_memory_with_the_caller(cluster):
+    # A parameter server's set/get: worker1 stores the tensor it received
+    # and returns it; each side's in-place updates stay on that side.
+    t = torch.ones(LARGE)
+    result = rpc.rpc_sync("worker1", remote_fns.store_tensor, (t,))
+    result.add_(1.0)
+    assert torch.equal(rpc.rpc_sync("worker1", remote_fns.stored_sum), torch.tensor(float(LARGE)))
+    rpc.rpc_sync("worker1", remote_fns.scale_stored, (10.0,))
+    assert torch.equal(result, torch.full((LARGE,), 2.0))
+    assert torch.equal(rpc.rpc_sync("worker1", remote_fns.stored_sum), torch.tensor(10.0 * LARGE))
+    rpc.rpc_sync("worker1", remote_fns.drop_stored)
     del result
     wait_for(all_regions_back, 5, "every region to be released")
 
 
-def test_slice_of_a_view_goes_back_as_a_reference_too(cluster):
+def test_slice_of_a_view_goes_back(cluster):
     t = torch.arange(LARGE, dtype=torch.float32)
     half = rpc.rpc_sync("worker1", remote_fns.second_half, (t,))
     assert_same(half, t[LARGE // 2:])

@@ -1,5 +1,6 @@
 #include "transport/connection.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
 #include <netinet/in.h>
@@ -261,13 +262,21 @@ at::Tensor Connection::viewOfArena(TensorLocation location, uint64_t offset, uin
                                    c10::IntArrayRef sizes, c10::ScalarType dtype) {
   auto options = at::TensorOptions().dtype(dtype);
   if (location == TensorLocation::kReceiverArena) {
-    // One of our regions, coming back from the peer that holds it.
+    // One of our regions, coming back from the peer that holds it. The peer
+    // may keep its view of the region (a parameter server returning what it
+    // stores): the tensor received is a copy, as RPC results must be.
     auto region = own_arena_ ? own_arena_->retainReturned(offset, nbytes, peer_rank_) : std::nullopt;
     if (!region) {
       throw std::runtime_error("reference to shared memory the peer does not hold");
     }
-    auto deleter = [arena = own_arena_, region = *region](void*) { arena->releaseLocal(region); };
-    return at::from_blob(own_arena_->base() + offset, sizes, deleter, options);
+    at::Tensor copy = at::empty(sizes, options);
+    if (copy.nbytes() != nbytes) {
+      own_arena_->releaseLocal(*region);
+      throw std::runtime_error("shared memory reference does not match its tensor's size");
+    }
+    std::memcpy(copy.data_ptr(), own_arena_->base() + offset, nbytes);
+    own_arena_->releaseLocal(*region);
+    return copy;
   }
   // The first page holds the arena's token; regions are page-aligned.
   if (!peer_arena_ || offset < 4096 || offset % 4096 != 0 || offset > peer_arena_->size() ||

@@ -3,7 +3,6 @@ reference, so they must live in a module every worker can import."""
 
 import os
 import pathlib
-import pickle
 import time
 
 import torch
@@ -96,13 +95,7 @@ def call(to, func, args=(), kwargs=None, timeout=-1.0):
 def listening_address(rank):
     """The "host:port" worker rank accepts RPC connections on, as published
     at the rendezvous (read through this worker's rendezvous store)."""
-    _, address = pickle.loads(rpc.api._job.rendezvous.store.get(f"worker/{rank}"))
-    return address
-
-
-def job_secret():
-    """The job secret, read through this worker's rendezvous store."""
-    return rpc.api._job.rendezvous.store.get("secret").decode()
+    return rpc.api._job.rendezvous.exchange_addresses()[rank]
 
 
 # Distributed autograd ---------------------------------------------------------

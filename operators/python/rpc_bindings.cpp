@@ -5,6 +5,7 @@
 #include "python/python_values.h"
 #include "rpc/agent.h"
 
+#include <pybind11/functional.h>
 #include <torch/csrc/jit/python/pybind_utils.h>
 #include <torch/csrc/jit/runtime/operator.h>
 
@@ -267,19 +268,29 @@ int rankOf(const py::object& to) {
 void initRpcBindings(py::module& m) {
   m.def(
       "_agent_init",
-      [](const std::string& name, int rank, int world_size, const std::string& secret,
+      [](const std::string& name, int rank, int world_size,
+         std::function<py::bytes(py::bytes)> mac, std::function<bool(py::bytes, py::bytes)> verify,
          int num_worker_threads, double timeout, const std::string& host,
-         uint64_t max_message_bytes, uint64_t shared_memory_bytes) {
+         uint64_t max_message_bytes, uint64_t shared_memory_bytes, double handshake_timeout) {
         rpc::AgentOptions options;
         options.name = name;
         options.rank = rank;
         options.world_size = world_size;
-        options.secret = secret;
+        // The job key stays in Python, with its vetted HMAC (distgrad._job_key).
+        options.auth.mac = [mac](const std::string& message) {
+          RuntimeGil gil;
+          return std::string(mac(py::bytes(message)));
+        };
+        options.auth.verify = [verify](const std::string& message, const std::string& tag) {
+          RuntimeGil gil;
+          return verify(py::bytes(message), py::bytes(tag));
+        };
         options.num_worker_threads = num_worker_threads;
         options.default_timeout_seconds = timeout;
         options.limits.max_data_bytes = max_message_bytes;
         options.limits.max_meta_bytes = std::min<uint64_t>(max_message_bytes, UINT32_MAX);
         options.shared_memory_bytes = shared_memory_bytes;
+        options.handshake_timeout_seconds = handshake_timeout;
         auto agent = std::make_shared<Agent>(options);
         autograd::install(*agent);
         auto functions = std::make_shared<PythonScriptFunctions>();

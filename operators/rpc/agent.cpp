@@ -118,7 +118,8 @@ Agent::Agent(AgentOptions options)
   transport_options.rank = options_.rank;
   transport_options.world_size = options_.world_size;
   transport_options.name = options_.name;
-  transport_options.secret = options_.secret;
+  transport_options.auth = options_.auth;
+  transport_options.handshake_timeout_seconds = options_.handshake_timeout_seconds;
   transport_options.limits = options_.limits;
   transport_options.arena_bytes = options_.shared_memory_bytes;
   // A reader polling while pool threads compute would take a core from them

@@ -34,7 +34,8 @@ struct AgentOptions {
   int world_size = 1;
   int num_worker_threads = 4;
   double default_timeout_seconds = 60.0;
-  std::string secret;
+  transport::Authenticator auth;  // the job key, for the connection handshakes
+  double handshake_timeout_seconds = 10.0;
   transport::FrameLimits limits;
   uint64_t shared_memory_bytes = 0;  // see transport::TransportOptions::arena_bytes
 };

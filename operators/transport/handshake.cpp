@@ -1,5 +1,8 @@
 #include "transport/handshake.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -7,51 +10,119 @@ namespace distgrad::transport {
 
 namespace {
 
-// Compares in time independent of where the strings differ.
-bool secretsEqual(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+void expectType(const Message& m, uint16_t type, const char* what) {
+  if (m.type != type || !m.tensors.empty()) {
+    throw std::runtime_error(std::string("expected ") + what + ", got frame type " +
+                             std::to_string(m.type));
   }
-  return diff == 0 && !b.empty();
 }
+
+// What a MAC covers: the role, both ranks (the signer's first) and both nonces.
+std::string macInput(const char* role, int signer_rank, int other_rank,
+                     const std::string& connector_nonce, const std::string& acceptor_nonce) {
+  return std::string(role) + '\0' + std::to_string(signer_rank) + '\0' + std::to_string(other_rank) +
+         '\0' + connector_nonce + acceptor_nonce;
+}
+
+constexpr const char* kChallengeRole = "distgrad challenge";
+constexpr const char* kProofRole = "distgrad proof";
 
 }  // namespace
 
-Message encodeHello(int rank, const std::string& secret, const ArenaInfo& arena) {
+std::string makeNonce() {
+  std::string nonce(kNonceBytes, '\0');
+  size_t filled = 0;
+  while (filled < nonce.size()) {
+    ssize_t got = ::getrandom(nonce.data() + filled, nonce.size() - filled, 0);
+    if (got < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      throw std::runtime_error(std::string("getrandom failed: ") + std::strerror(errno));
+    }
+    filled += static_cast<size_t>(got);
+  }
+  return nonce;
+}
+
+Message encodeHello(int rank, const std::string& nonce) {
   Message m;
   m.type = kHello;
   m.id = static_cast<uint64_t>(rank);
-  auto secret_len = static_cast<uint32_t>(secret.size());
-  m.meta.assign(reinterpret_cast<const char*>(&secret_len), sizeof(secret_len));
-  m.meta += secret;
-  m.meta += arena.encode();
+  m.meta = nonce;
   return m;
 }
 
-Hello decodeHello(const Message& hello, const std::string& secret, int world_size) {
-  if (hello.type != kHello || !hello.tensors.empty()) {
-    throw std::runtime_error("expected a hello frame, got frame type " + std::to_string(hello.type));
-  }
-  uint32_t secret_len = 0;
-  if (hello.meta.size() < sizeof(secret_len)) {
+Hello decodeHello(const Message& hello, int world_size) {
+  expectType(hello, kHello, "a hello");
+  if (hello.meta.size() != kNonceBytes) {
     throw std::runtime_error("malformed hello");
-  }
-  std::memcpy(&secret_len, hello.meta.data(), sizeof(secret_len));
-  if (hello.meta.size() - sizeof(secret_len) < secret_len) {
-    throw std::runtime_error("malformed hello");
-  }
-  if (!secretsEqual(hello.meta.substr(sizeof(secret_len), secret_len), secret)) {
-    throw std::runtime_error("wrong job secret");
   }
   if (hello.id >= static_cast<uint64_t>(world_size)) {
     throw std::runtime_error("rank " + std::to_string(hello.id) + " out of range for world size " +
                              std::to_string(world_size));
   }
-  Hello decoded;
-  decoded.rank = static_cast<int>(hello.id);
-  decoded.arena = ArenaInfo::decode(hello.meta.substr(sizeof(secret_len) + secret_len));
-  return decoded;
+  return {static_cast<int>(hello.id), hello.meta};
+}
+
+Message encodeChallenge(int rank, const std::string& nonce, const Authenticator& auth,
+                        int connector_rank, const std::string& connector_nonce) {
+  Message m;
+  m.type = kChallenge;
+  m.id = static_cast<uint64_t>(rank);
+  m.meta = nonce + auth.mac(macInput(kChallengeRole, rank, connector_rank, connector_nonce, nonce));
+  return m;
+}
+
+std::string decodeChallenge(const Message& challenge, const Authenticator& auth, int expected_rank,
+                            int connector_rank, const std::string& connector_nonce) {
+  expectType(challenge, kChallenge, "a challenge");
+  if (challenge.meta.size() <= kNonceBytes) {
+    throw std::runtime_error("malformed challenge");
+  }
+  if (challenge.id != static_cast<uint64_t>(expected_rank)) {
+    throw std::runtime_error("it answered as rank " + std::to_string(challenge.id));
+  }
+  std::string nonce = challenge.meta.substr(0, kNonceBytes);
+  std::string mac = challenge.meta.substr(kNonceBytes);
+  if (!auth.verify(macInput(kChallengeRole, expected_rank, connector_rank, connector_nonce, nonce), mac)) {
+    throw std::runtime_error("it does not hold the job key");
+  }
+  return nonce;
+}
+
+Message encodeProof(int rank, const Authenticator& auth, int acceptor_rank,
+                    const std::string& connector_nonce, const std::string& acceptor_nonce,
+                    const ArenaInfo& arena) {
+  Message m;
+  m.type = kProof;
+  m.id = static_cast<uint64_t>(rank);
+  std::string mac = auth.mac(macInput(kProofRole, rank, acceptor_rank, connector_nonce, acceptor_nonce));
+  auto mac_len = static_cast<uint32_t>(mac.size());
+  m.meta.assign(reinterpret_cast<const char*>(&mac_len), sizeof(mac_len));
+  m.meta += mac;
+  m.meta += arena.encode();
+  return m;
+}
+
+ArenaInfo decodeProof(const Message& proof, const Authenticator& auth, int connector_rank,
+                      int acceptor_rank, const std::string& connector_nonce,
+                      const std::string& acceptor_nonce) {
+  expectType(proof, kProof, "a proof");
+  uint32_t mac_len = 0;
+  if (proof.id != static_cast<uint64_t>(connector_rank) || proof.meta.size() < sizeof(mac_len)) {
+    throw std::runtime_error("malformed proof");
+  }
+  std::memcpy(&mac_len, proof.meta.data(), sizeof(mac_len));
+  if (proof.meta.size() - sizeof(mac_len) < mac_len) {
+    throw std::runtime_error("malformed proof");
+  }
+  std::string mac = proof.meta.substr(sizeof(mac_len), mac_len);
+  if (!auth.verify(macInput(kProofRole, connector_rank, acceptor_rank, connector_nonce, acceptor_nonce),
+                   mac)) {
+    throw std::runtime_error("it does not hold the job key");
+  }
+  return ArenaInfo::decode(proof.meta.substr(sizeof(mac_len) + mac_len));
 }
 
 Message encodeAccept(int rank, const ArenaInfo& arena, bool mapped_your_arena) {
@@ -63,10 +134,7 @@ Message encodeAccept(int rank, const ArenaInfo& arena, bool mapped_your_arena) {
 }
 
 Accept decodeAccept(const Message& accept) {
-  if (accept.type != kAccept) {
-    throw std::runtime_error("expected an accept frame, got frame type " +
-                             std::to_string(accept.type));
-  }
+  expectType(accept, kAccept, "an accept");
   if (accept.meta.empty()) {
     throw std::runtime_error("malformed accept");
   }

@@ -2,6 +2,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "transport/acceptor.h"
 #include "transport/handshake.h"
 
 #include <arpa/inet.h>
@@ -25,7 +26,6 @@ FrameLimits handshakeLimits() {
   return limits;
 }
 
-constexpr double kHandshakeTimeoutSeconds = 10.0;
 
 std::string addressOf(const sockaddr_in& addr) {
   char host[INET_ADDRSTRLEN] = {0};
@@ -71,21 +71,34 @@ Transport::~Transport() {
 }
 
 int Transport::listen(const std::string& host) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) {
-    throw DistNetworkError(std::string("socket: ") + std::strerror(errno));
+  Acceptor::Options options;
+  options.rank = options_.rank;
+  options.world_size = options_.world_size;
+  options.name = options_.name;
+  options.auth = options_.auth;
+  options.handshake_timeout_seconds = options_.handshake_timeout_seconds;
+  acceptor_ = std::make_unique<Acceptor>(
+      options,
+      [this](int fd, const std::string& address, int rank, const ArenaInfo& arena) {
+        onAuthenticated(fd, address, rank, arena);
+      },
+      [this] { reapFinishedReaders(); });
+  return acceptor_->listen(host);
+}
+
+void Transport::onAuthenticated(int fd, const std::string& address, int rank,
+                                const ArenaInfo& peer_arena) {
+  auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
+  try {
+    conn->setOwnArena(arena_, rank);
+    bool mapped = mapPeerArena(conn, peer_arena);
+    conn->send(encodeAccept(options_.rank, arena_ ? arena_->info() : ArenaInfo(), mapped));
+  } catch (const std::exception& e) {
+    logWarning(options_.name, "dropped connection from " + address + ": " + e.what());
+    conn->close();
+    return;
   }
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr = resolve(host + ":0");
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(listen_fd_, 128) != 0) {
-    throw DistNetworkError("cannot listen on " + host + ": " + std::strerror(errno));
-  }
-  socklen_t len = sizeof(addr);
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  accept_thread_ = std::thread([this] { acceptLoop(); });
-  return ntohs(addr.sin_port);
+  startReader(std::move(conn), rank, /*adopt=*/true);
 }
 
 void Transport::setPeers(std::vector<std::string> names, std::vector<std::string> addresses) {
@@ -140,7 +153,13 @@ std::shared_ptr<Connection> Transport::connectionTo(int rank) {
     conn->close();
     return usable();  // throws: the peer was lost meanwhile
   }
-  startReader(conn, rank);
+  if (!startReader(conn, rank, /*adopt=*/false)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (peer.conn == conn) {
+      peer.conn.reset();
+    }
+    throw DistNetworkError("cannot read from " + describe(rank) + ": no thread for its connection");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   return peer.conn;
 }
@@ -165,11 +184,18 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &no_timeout, sizeof(no_timeout));
   auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
   try {
-    conn->send(encodeHello(options_.rank, options_.secret, arena_ ? arena_->info() : ArenaInfo()));
-    conn->setReceiveTimeout(kHandshakeTimeoutSeconds);
+    std::string nonce = makeNonce();
+    conn->send(encodeHello(options_.rank, nonce));
+    conn->setReceiveTimeout(options_.handshake_timeout_seconds);
     Message reply;
     if (!conn->receive(reply, handshakeLimits())) {
-      throw std::runtime_error("it closed the connection (does it share our job secret?)");
+      throw std::runtime_error("it closed the connection");
+    }
+    std::string peer_nonce = decodeChallenge(reply, options_.auth, rank, options_.rank, nonce);
+    conn->send(encodeProof(options_.rank, options_.auth, rank, nonce, peer_nonce,
+                           arena_ ? arena_->info() : ArenaInfo()));
+    if (!conn->receive(reply, handshakeLimits())) {
+      throw std::runtime_error("it closed the connection (does it share our job key?)");
     }
     Accept accept = decodeAccept(reply);
     if (accept.rank != rank) {
@@ -202,49 +228,36 @@ bool Transport::adopt(int rank, const std::shared_ptr<Connection>& conn) {
   return true;
 }
 
-void Transport::startReader(std::shared_ptr<Connection> conn, int known_rank) {
+bool Transport::startReader(std::shared_ptr<Connection> conn, int rank, bool adopt_first) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closing_) {
     conn->close();
-    return;
+    return false;
   }
   auto reader = std::make_unique<Reader>();
   Reader* raw = reader.get();
-  reader->conn = std::move(conn);
-  reader->thread = std::thread([this, raw, known_rank] { readLoop(raw, known_rank); });
+  reader->conn = conn;
+  try {
+    reader->thread = std::thread([this, raw, rank, adopt_first] { readLoop(raw, rank, adopt_first); });
+  } catch (const std::system_error& e) {
+    // Out of threads: this connection is dropped, the worker carries on.
+    logWarning(options_.name, "dropped connection from " + conn->peerAddress() +
+                                  ": cannot start its reader thread: " + e.what());
+    conn->close();
+    return false;
+  }
   readers_.push_back(std::move(reader));
+  return true;
 }
 
-void Transport::readLoop(Reader* reader, int rank) {
+void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
   Connection& conn = *reader->conn;
   std::string failure;
   bool goodbye = false;
-  if (rank < 0) {
-    // An accepted connection: it must introduce itself first.
-    try {
-      conn.setReceiveTimeout(kHandshakeTimeoutSeconds);
-      Message hello;
-      if (!conn.receive(hello, handshakeLimits())) {
-        throw std::runtime_error("closed before its handshake");
-      }
-      Hello decoded = decodeHello(hello, options_.secret, options_.world_size);
-      rank = decoded.rank;
-      conn.setReceiveTimeout(0);
-      conn.setOwnArena(arena_, rank);
-      bool mapped = mapPeerArena(reader->conn, decoded.arena);
-      conn.send(encodeAccept(options_.rank, arena_ ? arena_->info() : ArenaInfo(), mapped));
-    } catch (const std::exception& e) {
-      logWarning(options_.name,
-                 "dropped connection from " + conn.peerAddress() + ": " + e.what());
-      conn.close();
-      reader->done = true;
-      return;
-    }
-    if (!adopt(rank, reader->conn)) {
-      conn.close();
-      reader->done = true;
-      return;
-    }
+  if (adopt_first && !adopt(rank, reader->conn)) {
+    conn.close();
+    reader->done = true;
+    return;
   }
   try {
     Message message;
@@ -265,9 +278,12 @@ void Transport::readLoop(Reader* reader, int rank) {
   bool quiet;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    quiet = closing_;
-    peers_[rank]->said_goodbye |= goodbye;
-    goodbye = peers_[rank]->said_goodbye;
+    Peer& peer = *peers_[rank];
+    // When both sides connected at once, the peer has a second connection:
+    // losing the one that does not carry our sends loses nothing.
+    quiet = closing_ || (peer.conn && peer.conn != reader->conn);
+    peer.said_goodbye |= goodbye;
+    goodbye = peer.said_goodbye;
   }
   if (!quiet && !goodbye) {
     logWarning(options_.name, "lost connection to " + describe(rank) + ": " + failure);
@@ -328,26 +344,6 @@ void Transport::peerFailed(int rank, const std::string& reason) {
   on_peer_lost_(rank, reason);
 }
 
-void Transport::acceptLoop() {
-  while (true) {
-    sockaddr_in addr{};
-    socklen_t len = sizeof(addr);
-    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) {
-        continue;
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!closing_) {
-        logWarning(options_.name, std::string("accept failed: ") + std::strerror(errno));
-      }
-      return;
-    }
-    reapFinishedReaders();
-    startReader(std::make_shared<Connection>(fd, addressOf(addr), options_.may_poll), -1);
-  }
-}
-
 void Transport::reapFinishedReaders() {
   std::list<std::unique_ptr<Reader>> finished;
   {
@@ -400,15 +396,8 @@ void Transport::close() {
       peer->conn.reset();
     }
   }
-  if (listen_fd_ >= 0) {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-  }
-  if (accept_thread_.joinable()) {
-    accept_thread_.join();
-  }
-  if (listen_fd_ >= 0) {
-    ::close(listen_fd_);
-    listen_fd_ = -1;
+  if (acceptor_) {
+    acceptor_->close();
   }
   for (auto& reader : readers) {
     reader->conn->close();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "transport/acceptor.h"
 #include "transport/arena_releases.h"
 #include "transport/connection.h"
 #include "transport/message.h"
@@ -20,9 +21,11 @@ struct TransportOptions {
   int rank = 0;
   int world_size = 1;
   std::string name;    // this worker's name, for log lines
-  std::string secret;  // every connection must present it in its hello
+  Authenticator auth;  // every connection proves it holds the job key
   FrameLimits limits;
   double connect_timeout_seconds = 10.0;
+  // Bounds each side's handshake of a new connection as a whole.
+  double handshake_timeout_seconds = 10.0;
   // Size of the shared memory through which large tensors go to peers on
   // the same machine (0: always send inline).
   uint64_t arena_bytes = 0;
@@ -33,6 +36,10 @@ struct TransportOptions {
 // TCP connections between the workers of one job: at most one connection per
 // pair of workers is opened by each side, lazily, on first send; every
 // connection is full duplex and its frames may arrive in either direction.
+// Every connection starts with a handshake in which both sides prove they
+// hold the job key (see handshake.h); accepted connections are handshaken
+// by the Acceptor's single thread and get a reader thread only once
+// authenticated.
 //
 // Threading: each connection has a reader thread that calls on_message for
 // every frame it receives, in order, so on_message must not block for long.
@@ -46,9 +53,9 @@ struct TransportOptions {
 //
 // Errors: a connection that fails its handshake, breaks framing rules or ends
 // mid-frame is closed and logged; if it belonged to a peer, on_peer_lost is
-// called once for that peer (on the reader thread) and every later send() to
-// it throws DistNetworkError at once. Connections that never authenticated
-// affect nobody else.
+// called once for that peer (on the reader thread, or on the thread that
+// failed to connect) and every later send() to it throws DistNetworkError at
+// once. Connections that never authenticated affect nobody else.
 class Transport {
  public:
   using MessageHandler = std::function<void(int src_rank, Message&& message)>;
@@ -98,12 +105,16 @@ class Transport {
 
   std::shared_ptr<Connection> connectionTo(int rank);
   std::shared_ptr<Connection> connect(int rank);
-  void startReader(std::shared_ptr<Connection> conn, int known_rank);
-  void readLoop(Reader* reader, int known_rank);
+  // Called on the acceptor's thread for a connection that authenticated.
+  void onAuthenticated(int fd, const std::string& address, int rank, const ArenaInfo& peer_arena);
+  // Starts conn's reader thread (which first registers conn for rank if
+  // adopt_first); returns false, with conn closed, if no thread can be made.
+  bool startReader(std::shared_ptr<Connection> conn, int rank, bool adopt_first);
+  void readLoop(Reader* reader, int rank, bool adopt_first);
   // Registers an authenticated connection; returns false if the peer is lost.
   bool adopt(int rank, const std::shared_ptr<Connection>& conn);
   void peerFailed(int rank, const std::string& reason);
-  void acceptLoop();
+  // Joins the threads of readers that have ended (and frees their sockets).
   void reapFinishedReaders();
   std::string describe(int rank) const;
   // Maps the peer's arena, if possible, for the tensors received on conn.
@@ -123,8 +134,7 @@ class Transport {
   std::list<std::unique_ptr<Reader>> readers_;
   bool closing_ = false;
 
-  int listen_fd_ = -1;
-  std::thread accept_thread_;
+  std::unique_ptr<Acceptor> acceptor_;
 
   // Null if disabled or unavailable; shared with the views of its regions
   // that came back from peers.

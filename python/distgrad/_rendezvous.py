@@ -10,8 +10,8 @@ serves a store at that address (``init_process_group``) both share one
 server. A store may therefore outlive a job, or serve several: every job
 works under a key prefix of its own."""
 
+import ipaddress
 import os
-import pickle
 import secrets
 import socket
 import time
@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import torch.distributed as c10d
 
+from . import _job_key
 from .errors import DistError, DistNetworkError, DistTimeoutError
 
 _PREFIX = "distgrad/"
@@ -107,44 +108,72 @@ def _open_store(method, rank, world_size, timeout):
 
 
 class Rendezvous:
+    """This worker's part in one job's use of the store. Every value a worker
+    leaves there (its address, its arrival at a barrier) is signed with the
+    job key, and values that do not verify are ignored: the store is not
+    authenticated, so anyone reaching it could otherwise steer or end the
+    job (see _job_key)."""
+
     def __init__(self, method, rank, world_size, timeout):
         self.method = method
         self.rank = rank
         self.world_size = world_size
         self.timeout = timeout
-        where = method.path or f"{method.host}:{method.port}"
+        self.where = method.path or f"{method.host}:{method.port}"
+        self.key = None
+        self._key_file = None
         try:
             store = _open_store(method, rank, world_size, _as_timedelta(timeout))
             # The n-th job rank r joins through this store is every rank's
             # n-th: on a new store, the first.
             self.job = store.add(_PREFIX + f"joins/{rank}", 1)
         except Exception as error:
-            raise DistError(f"rank {rank} could not reach the rendezvous store at {where}: {error}") from error
+            raise DistError(f"rank {rank} could not reach the rendezvous store at {self.where}: {error}") from error
         self.store = c10d.PrefixStore(_PREFIX + f"job{self.job}", store)
 
     def local_address(self):
-        """The address at which the other workers can reach this one."""
+        """The address at which the other workers can reach this one: that of
+        the interface towards the store."""
         if self.method.path is not None:
             return _address_of_this_host()
         return local_address_towards(self.method.host, self.method.port)
 
-    def job_secret(self):
-        """DISTGRAD_AUTH_TOKEN when set, else a random token from rank 0."""
-        token = os.environ.get("DISTGRAD_AUTH_TOKEN")
-        if token:
-            return token
-        if self.rank == 0:
-            self.store.set("secret", secrets.token_hex(32))
-        return self._get("secret", "the job secret from rank 0").decode()
+    def single_host(self):
+        """Whether the job can only span this host: its store is a file or
+        listens on a loopback address."""
+        if self.method.path is not None:
+            return True
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(self.method.host)).is_loopback
+        except (OSError, ValueError):
+            return False
+
+    def join_key(self):
+        """Sets self.key: the job key (see _job_key for where it comes from)."""
+        key = _job_key.from_environment()
+        if key is None and self.single_host():
+            if self.rank == 0:
+                self._key_file = _job_key.write_private_key_file()
+                self.store.set("key_file", self._key_file.encode())
+            path = self._get("key_file", "the path of the job key from rank 0").decode()
+            key = _job_key.read_private_key_file(path)
+        elif key is None:
+            _job_key.warn_unauthenticated(self.where)
+            if self.rank == 0:
+                self.store.set("key", secrets.token_hex(32).encode())
+            key = _job_key.JobKey(self._get("key", "the job key from rank 0"))
+        self.key = key
+
+    def forget_key_file(self):
+        """Rank 0 removes the key file once every worker has read it."""
+        if self._key_file is not None:
+            _job_key.remove_private_key_file(self._key_file)
+            self._key_file = None
 
     def exchange(self, name, address):
         """Publishes this worker and returns (names, addresses) by rank."""
-        self.store.set(f"worker/{self.rank}", pickle.dumps((name, address)))
-        names, addresses = [], []
-        for r in range(self.world_size):
-            other_name, other_address = pickle.loads(self._get(f"worker/{r}", f"rank {r} to join"))
-            names.append(other_name)
-            addresses.append(other_address)
+        self._set_signed(f"worker/{self.rank}", f"{name}\n{address}".encode())
+        names, addresses = self._published()
         seen = {}
         for r, n in enumerate(names):
             if n in seen:
@@ -152,52 +181,95 @@ class Rendezvous:
             seen[n] = r
         return names, addresses
 
-    def barrier(self, label, timeout, lost_workers=None):
-        """Returns when all workers have reached the barrier called label.
-        While waiting, asks lost_workers() for (rank, reason) of the workers
-        known to be gone, and gives up with DistNetworkError if one of them
-        had not arrived: the barrier can then never complete."""
-        key = f"barrier/{label}"
-        self.store.set(f"{key}/rank/{self.rank}", b"1")
-        if self.store.add(key, 1) == self.world_size:
-            self.store.set(key + "/done", b"1")
-        # Polled with check(), which does not block: a store wait() that
-        # times out logs a warning each time.
+    def _published(self):
+        """(names, addresses) of every worker, by rank, as each published them."""
+        names, addresses = [], []
+        for r in range(self.world_size):
+            entry = self._get_signed(f"worker/{r}", f"rank {r} to join")
+            other_name, _, other_address = entry.decode().partition("\n")
+            names.append(other_name)
+            addresses.append(other_address)
+        return names, addresses
+
+    def exchange_addresses(self):
+        """The listening address of every worker, by rank."""
+        return self._published()[1]
+
+    def barrier(self, label, timeout, lost_workers=None, failure="cannot shut down gracefully"):
+        """Returns when every worker has reached the barrier called label
+        (each has left its signed arrival in the store). While waiting, asks
+        lost_workers() for (rank, reason) of the workers known to be gone,
+        and gives up with DistNetworkError if one of them had not arrived:
+        the barrier can then never complete."""
+        self._set_signed(f"barrier/{label}/{self.rank}", b"")
         deadline = None if timeout <= 0 else time.monotonic() + timeout
-        done = [key + "/done"]
-        while not self.store.check(done):
+        # Checked often at first (the others are usually close behind), then
+        # less often. check() does not block: a store wait() that times out
+        # logs a warning each time.
+        interval = 0.002
+        while True:
+            missing = self._missing(label)
+            if not missing:
+                return
+            lost = dict(lost_workers() if lost_workers else [])
+            for rank in missing:
+                if rank in lost:
+                    raise DistNetworkError(f"{failure}: {lost[rank]}")
             if deadline is not None and time.monotonic() >= deadline:
-                missing = [r for r in range(self.world_size) if not self.store.check([f"{key}/rank/{r}"])]
-                lost = dict(lost_workers() if lost_workers else [])
                 raise DistTimeoutError(
                     f"only {self.world_size - len(missing)} of {self.world_size} workers reached '{label}' "
-                    f"within {timeout} seconds; missing: "
-                    + ", ".join(f"rank {r}" + (f" ({lost[r]})" if r in lost else "") for r in missing)
-                )
-            for rank, reason in (lost_workers() if lost_workers else []):
-                if not self.store.check([f"{key}/rank/{rank}"]):
-                    raise DistNetworkError(f"cannot shut down gracefully: {reason}")
-            time.sleep(_CHECK_INTERVAL)
+                    f"within {timeout} seconds; missing: " + ", ".join(f"rank {r}" for r in missing))
+            time.sleep(interval)
+            interval = min(interval * 2, _CHECK_INTERVAL)
+
+    def _missing(self, label):
+        """The ranks whose signed arrival at barrier label is not in the store."""
+        keys = [f"barrier/{label}/{r}" for r in range(self.world_size)]
+        if self.store.check(keys):
+            values = self.store.multi_get(keys)
+            return [r for r, value in enumerate(values) if self.key.open(keys[r], value) is None]
+        return [r for r, key in enumerate(keys) if not self.store.check([key])]
 
     def leave(self, timeout):
         """Called last by every worker; rank 0, which may host the store,
         returns only when every other worker is done with it."""
+        self.forget_key_file()
         if self.rank != 0:
-            self.store.set(f"left/{self.rank}", b"1")
+            self._set_signed(f"left/{self.rank}", b"")
             return
-        keys = [f"left/{r}" for r in range(1, self.world_size)]
-        if keys:
-            self.store.wait(keys, _as_timedelta(timeout))
+        deadline = None if timeout <= 0 else time.monotonic() + timeout
+        for r in range(1, self.world_size):
+            remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+            self._get_signed(f"left/{r}", f"rank {r} to leave", remaining)
 
-    def _get(self, key, what):
+    def _set_signed(self, name, value):
+        self.store.set(name, self.key.sign(name, value))
+
+    def _get_signed(self, name, what, timeout=None):
+        """The signed value under name, waiting for one that verifies (a
+        value written from outside the job is ignored)."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = None if timeout <= 0 else time.monotonic() + timeout
+        while True:
+            remaining = 0 if deadline is None else max(0.001, deadline - time.monotonic())
+            value = self.key.open(name, self._get(name, what, remaining))
+            if value is not None:
+                return value
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DistError(f"rank {self.rank}: the store holds a value for {what} that this job did "
+                                "not write (is another process writing to the rendezvous store?)")
+            time.sleep(_CHECK_INTERVAL)
+
+    def _get(self, key, what, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         try:
-            self.store.wait([key], _as_timedelta(self.timeout))
+            self.store.wait([key], _as_timedelta(timeout))
         except Exception as error:
             hint = ""
             if self.job > 1:
                 hint = (f" (this is the job number {self.job} that rank {self.rank} joins through this store: "
                         "every worker must call init_rpc as often, and no two may use the same rank)")
             raise DistTimeoutError(
-                f"rank {self.rank} timed out after {self.timeout} seconds waiting for {what}{hint}"
+                f"rank {self.rank} timed out after {timeout} seconds waiting for {what}{hint}"
             ) from error
         return self.store.get(key)

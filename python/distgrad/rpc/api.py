@@ -75,6 +75,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
         raise ValueError(f"rank {rank} is out of range for world_size {world_size}")
     max_message_bytes = _byte_setting("DISTGRAD_MAX_MESSAGE_BYTES", 16 << 30, minimum=1)
     shared_memory_bytes = _byte_setting("DISTGRAD_SHM_ARENA_BYTES", 1 << 30, minimum=0)
+    handshake_timeout = _seconds_setting("DISTGRAD_HANDSHAKE_TIMEOUT", 10.0)
     method = parse_init_method(init_method)
     with _lock:
         if _job is not None or _C._agent_is_running():
@@ -83,18 +84,29 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
                 "call shutdown() before initializing again"
             )
         rendezvous = Rendezvous(method, rank, world_size, timeout)
-        secret = rendezvous.job_secret()
-        listen_port = _C._agent_init(name, rank, world_size, secret, num_worker_threads, float(timeout),
-                                     "0.0.0.0", max_message_bytes, shared_memory_bytes)
         try:
-            address = f"{rendezvous.local_address()}:{listen_port}"
-            names, addresses = rendezvous.exchange(name, address)
-            _C._agent_start(names, addresses)
-        except BaseException:
-            _C._agent_shutdown()
-            raise
-        workers = [WorkerInfo(n, r) for r, n in enumerate(names)]
-        _job = _Job(rendezvous, workers, workers[rank])
+            rendezvous.join_key()
+            # Only the interface that reaches the store: a local job listens
+            # on loopback, out of reach of other hosts.
+            host = os.environ.get("DISTGRAD_LISTEN_ADDR") or rendezvous.local_address()
+            advertised = rendezvous.local_address() if host == "0.0.0.0" else host
+            listen_port = _C._agent_init(name, rank, world_size, rendezvous.key.mac, rendezvous.key.verify,
+                                         num_worker_threads, float(timeout), host, max_message_bytes,
+                                         shared_memory_bytes, handshake_timeout)
+            try:
+                names, addresses = rendezvous.exchange(name, f"{advertised}:{listen_port}")
+                _C._agent_start(names, addresses)
+                workers = [WorkerInfo(n, r) for r, n in enumerate(names)]
+                _job = _Job(rendezvous, workers, workers[rank])
+                # Every worker knows the job (in C++ and here) before any
+                # returns and makes calls.
+                rendezvous.barrier("joined", timeout, _C._agent_lost_peers, failure="init_rpc failed")
+            except BaseException:
+                _job = None
+                _C._agent_shutdown()
+                raise
+        finally:
+            rendezvous.forget_key_file()
 
 
 def _from_environment(value, argument, variable):
@@ -132,6 +144,23 @@ def _byte_setting(variable, default, minimum):
         kind = "a positive integer" if minimum > 0 else "a non-negative integer"
         raise ValueError(f"{variable} must be {kind}, got {value!r}")
     return number
+
+
+def _seconds_setting(variable, default):
+    """A duration in seconds from the environment:
+
+    DISTGRAD_HANDSHAKE_TIMEOUT: how long a new connection may take to prove
+    it belongs to the job before it is dropped. Default 10."""
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{variable} must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _require_job():

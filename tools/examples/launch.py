@@ -56,11 +56,7 @@ def run_job(worker, names, config, timeout):
         result = None
         pending = set(range(len(names)))
         while pending:
-            try:
-                rank, failure, value = reports.get(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
-            except queue.Empty:
-                _check_alive(processes, pending, deadline, timeout)
-                continue
+            rank, failure, value = _next_report(reports, processes, pending, deadline, timeout)
             if failure:
                 raise RuntimeError(f"worker {names[rank]!r} failed:\n{value}")
             pending.discard(rank)
@@ -71,16 +67,27 @@ def run_job(worker, names, config, timeout):
         _stop(processes)
 
 
-def _check_alive(processes, pending, deadline, timeout):
-    """Raises if a process that has not reported has exited, or if the job
-    is past its deadline."""
-    for rank in pending:
-        code = processes[rank].exitcode
-        if code is not None:
-            raise RuntimeError(f"worker {processes[rank].name!r} exited with code {code} without reporting")
-    if time.monotonic() >= deadline:
-        raise TimeoutError(f"the example job did not finish within {timeout} s "
-                           f"(still running: {', '.join(processes[r].name for r in sorted(pending))})")
+def _next_report(reports, processes, pending, deadline, timeout):
+    """The next (rank, failure, value) a process reports. Raises
+    RuntimeError if a process in ``pending`` exited without reporting,
+    TimeoutError once the deadline has passed."""
+    while True:
+        try:
+            return reports.get(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+        except queue.Empty:
+            pass
+        for rank in pending:
+            code = processes[rank].exitcode
+            if code is not None:
+                # A report made just before exiting may still be on its way.
+                try:
+                    return reports.get(timeout=1.0)
+                except queue.Empty:
+                    raise RuntimeError(f"worker {processes[rank].name!r} exited with code {code} "
+                                       "without reporting") from None
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the example job did not finish within {timeout} s "
+                               f"(still running: {', '.join(processes[r].name for r in sorted(pending))})")
 
 
 def _free_port():

@@ -308,3 +308,12 @@ def scale_stored(factor):
 
 def drop_stored():
     _stored.clear()
+
+
+def make_linear():
+    torch.manual_seed(0)
+    return torch.nn.Linear(2, 3)
+
+
+def leaf_requiring_grad():
+    return torch.ones(2, requires_grad=True)

@@ -77,3 +77,20 @@ def test_python_callable_plain_values(cluster, dst, value):
 @pytest.mark.parametrize("dst", DESTINATIONS)
 def test_python_callable_runs_on_the_destination(cluster, dst):
     assert rpc.rpc_sync(dst, remote_fns.whoami) == dst
+
+
+@pytest.mark.parametrize("dst", DESTINATIONS)
+def test_python_values_keep_requires_grad_and_parameters(cluster, dst):
+    # Outside a distributed autograd context, as with torch's RPC: a result
+    # that requires grad is a leaf that requires grad, and a module comes
+    # back with Parameters.
+    module = rpc.rpc_sync(dst, remote_fns.make_linear)
+    assert [type(p) for p in module.parameters()] == [torch.nn.Parameter] * 2
+    assert all(p.requires_grad for p in module.parameters())
+    assert_same(module.weight.detach(), remote_fns.make_linear().weight.detach())
+    leaf = rpc.rpc_sync(dst, remote_fns.leaf_requiring_grad)
+    assert leaf.requires_grad and leaf.is_leaf and leaf.grad_fn is None
+    echoed = rpc.rpc_sync(dst, remote_fns.identity, (torch.nn.Parameter(torch.ones(2)),))
+    assert type(echoed) is torch.nn.Parameter and echoed.requires_grad
+    plain = rpc.rpc_sync(dst, remote_fns.identity, (torch.ones(2),))
+    assert type(plain) is torch.Tensor and not plain.requires_grad

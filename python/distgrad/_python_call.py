@@ -23,9 +23,13 @@ class _Pickler(pickle.Pickler):
         self._rrefs = rrefs
 
     def persistent_id(self, obj):
-        if isinstance(obj, torch.Tensor):
+        # Exact tensors only: a Parameter (or another subclass) pickles as
+        # itself, around its data, which then comes here.
+        if type(obj) is torch.Tensor:
             self._tensors.append(obj)
-            return len(self._tensors) - 1
+            index = len(self._tensors) - 1
+            # The bytes travel detached: the flag travels here.
+            return ("grad", index) if obj.requires_grad else index
         if isinstance(obj, ScriptRRef):
             self._rrefs.append(obj._impl)
             return -len(self._rrefs)
@@ -39,6 +43,13 @@ class _Unpickler(pickle.Unpickler):
         self._rrefs = rrefs
 
     def persistent_load(self, pid):
+        if isinstance(pid, tuple):
+            tensor = self._tensors[pid[1]]
+            # Inside a distributed autograd context it already has its
+            # grad_fn; elsewhere it becomes a leaf that requires grad.
+            if not tensor.requires_grad:
+                tensor.requires_grad_()
+            return tensor
         if pid >= 0:
             return self._tensors[pid]
         return RRef._from_handle(self._rrefs[-pid - 1])

@@ -424,6 +424,9 @@ bool Agent::runsInline(const Request& request, const transport::Message& message
     auto handler = internal_handlers_.find(request.target);
     return handler != internal_handlers_.end() && handler->second.second == HandlerThread::kReader;
   }
+  if (request.kind == CallKind::kRRefFetch) {
+    return true;  // a lookup; Python values are serialized on the pool
+  }
   constexpr size_t kMaxInlineBytes = 64 * 1024;
   if (request.kind != CallKind::kBuiltin || request.target.rfind("aten::", 0) != 0) {
     return false;

@@ -317,3 +317,19 @@ def make_linear():
 
 def leaf_requiring_grad():
     return torch.ones(2, requires_grad=True)
+
+
+def reshape_to_dims(ndim):
+    return torch.ones([1] * ndim)
+
+
+def bits8_tensor():
+    return torch.zeros(2, dtype=torch.uint8).view(torch.bits8)
+
+
+def raise_system_exit():
+    raise SystemExit(3)
+
+
+def raise_keyboard_interrupt():
+    raise KeyboardInterrupt()

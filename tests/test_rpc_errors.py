@@ -44,6 +44,17 @@ def test_custom_exception_class_name_and_message(cluster):
     assert not isinstance(excinfo.value, remote_fns.CustomError)
 
 
+@pytest.mark.parametrize("func, name", [(remote_fns.raise_system_exit, "SystemExit"),
+                                        (remote_fns.raise_keyboard_interrupt, "KeyboardInterrupt")])
+def test_remote_base_exception_is_a_runtime_error_here(cluster, func, name):
+    # A callee's SystemExit must not end the caller, nor escape `except Exception`.
+    with pytest.raises(RuntimeError) as excinfo:
+        rpc.rpc_sync("worker1", func)
+    assert remote_message(excinfo).startswith(f"builtins.{name}: ")
+    assert remote_message(excinfo).endswith("(RuntimeError raised on worker 'worker1')")
+    assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"
+
+
 def test_exception_class_not_built_from_a_message(cluster):
     # UnicodeDecodeError takes five arguments: the caller gets a RuntimeError naming it.
     with pytest.raises(RuntimeError) as excinfo:

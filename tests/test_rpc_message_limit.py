@@ -42,3 +42,12 @@ def test_reply_over_the_limit_fails_the_call_only(cluster):
     assert f"is larger than the maximum of {LIMIT}" in message
     assert "raised on worker 'worker1'" in message
     assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"
+
+
+def test_too_many_tensors_fail_the_call_only(cluster):
+    # 100,000 tensors need more descriptor bytes than any receiver accepts.
+    many = [torch.zeros(1) for _ in range(100_000)]
+    with pytest.raises(ValueError, match="cannot send to worker 'worker1': message of \\d+ tensors has more "
+                                         "tensor descriptors than the maximum of 1048576 bytes"):
+        rpc.rpc_sync("worker1", remote_fns.identity, (many,))
+    assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"

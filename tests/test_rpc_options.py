@@ -102,10 +102,10 @@ def test_wrong_types(make, expected):
 @pytest.mark.parametrize("make, expected", [
     (lambda: RpcBackendOptions(rpc_timeout=-1), "rpc_timeout must be a non-negative number of seconds "
                                                 "(0 means none), got -1"),
-    (lambda: RpcBackendOptions(rpc_timeout=float("inf")), "rpc_timeout must be a non-negative number of seconds "
-                                                          "(0 means none), got inf"),
+    (lambda: RpcBackendOptions(rpc_timeout=float("nan")), "rpc_timeout must be a non-negative number of seconds "
+                                                          "(0 means none), got nan"),
     (lambda: TensorPipeRpcBackendOptions(num_worker_threads=0), "num_worker_threads must be at least 1, got 0"),
-], ids=["timeout", "infinite-timeout", "threads"])
+], ids=["timeout", "nan-timeout", "threads"])
 def test_wrong_values(make, expected):
     with pytest.raises(ValueError) as excinfo:
         make()

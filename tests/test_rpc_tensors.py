@@ -154,6 +154,31 @@ def test_tensors_that_cannot_travel_fail_on_the_caller(cluster, echo, tensor, me
     assert str(excinfo.value) == message
 
 
+@pytest.mark.parametrize("echo", ECHOES)
+def test_nested_tensor_fails_clearly(cluster, echo):
+    nested = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])
+    with pytest.raises((ValueError, TypeError), match="nested"):
+        rpc.rpc_sync("worker1", ECHOES[echo], (nested,))
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+def test_tensor_of_too_many_dimensions_fails_on_the_caller(cluster, echo):
+    with pytest.raises(ValueError, match="distgrad cannot send a tensor of 65 dimensions \\(at most 64\\)"):
+        rpc.rpc_sync("worker1", ECHOES[echo], (torch.ones([1] * 65),))
+
+
+@pytest.mark.parametrize("func, args, message", [
+    (remote_fns.reshape_to_dims, (65,), "distgrad cannot send a tensor of 65 dimensions (at most 64)"),
+    (remote_fns.bits8_tensor, (), "distgrad cannot send tensors of dtype Bits8"),
+], ids=["65-dims", "bits8"])
+def test_reply_that_cannot_be_framed_is_an_error_reply(cluster, func, args, message):
+    # No timeout: the caller must get an answer, not wait forever.
+    with pytest.raises(ValueError) as excinfo:
+        rpc.rpc_sync("worker1", func, args, timeout=0)
+    assert str(excinfo.value).startswith(message)
+    assert str(excinfo.value).endswith("(ValueError raised on worker 'worker1')")
+
+
 def test_result_that_cannot_travel_fails_on_the_callee(cluster):
     with pytest.raises(ValueError) as excinfo:
         rpc.rpc_sync("worker1", torch.Tensor.to_sparse_csr, (torch.eye(2),))

@@ -53,6 +53,12 @@ def test_zero_means_no_timeout(cluster, call):
     assert call("worker1", remote_fns.sleep_and_return, (DEFAULT_TIMEOUT + 0.5, "done"), timeout=0) == "done"
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10, 1e300], ids=["inf", "1e10", "1e300"])
+@pytest.mark.parametrize("call", CALLS, ids=CALL_IDS)
+def test_timeout_too_long_to_represent_means_none(cluster, call, timeout):
+    assert call("worker1", remote_fns.sleep_and_return, (DEFAULT_TIMEOUT + 0.2, "done"), timeout=timeout) == "done"
+
+
 def test_explicit_timeout_longer_than_the_default(cluster):
     assert rpc.rpc_sync("worker1", remote_fns.sleep_and_return, (DEFAULT_TIMEOUT + 0.5, "done"), timeout=5) == "done"
 

@@ -38,8 +38,10 @@ PyObject* classForRemote(const std::string& type_name) {
   py::module builtins = py::module::import("builtins");
   if (py::hasattr(builtins, type_name.c_str())) {
     py::object cls = builtins.attr(type_name.c_str());
+    // Exception subclasses only: a SystemExit or KeyboardInterrupt raised
+    // on another worker must not end or interrupt this one.
     if (PyType_Check(cls.ptr()) && PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()),
-                                                    reinterpret_cast<PyTypeObject*>(PyExc_BaseException))) {
+                                                    reinterpret_cast<PyTypeObject*>(PyExc_Exception))) {
       return cls.ptr();  // builtins keeps it alive
     }
   }

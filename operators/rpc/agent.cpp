@@ -196,6 +196,11 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   if (timeout_seconds < 0) {
     timeout_seconds = default_timeout_seconds_;
   }
+  // A timeout too long to represent as a deadline (inf) means none.
+  constexpr double kLongestTimeout = 1e9;  // seconds: over 30 years
+  if (!(timeout_seconds <= kLongestTimeout)) {
+    timeout_seconds = 0;
+  }
   auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
   {
     // Checked before anything is recorded for a call that cannot be made.

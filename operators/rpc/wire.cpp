@@ -35,6 +35,7 @@ void prepareTensors(EncodedBody& encoded) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
     TORCH_CHECK_VALUE(t.defined(), "distgrad cannot send an undefined tensor");
+    TORCH_CHECK_VALUE(!t.is_nested(), "distgrad cannot send nested tensors (send their components)");
     TORCH_CHECK_VALUE(t.device().is_cpu(), "distgrad sends CPU tensors only, got a tensor on ",
                       t.device());
     TORCH_CHECK_VALUE(t.layout() == c10::kStrided || t.layout() == c10::kSparse,

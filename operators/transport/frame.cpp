@@ -84,8 +84,19 @@ void validateHeader(const FrameHeader& h, const FrameLimits& limits) {
 void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
                    const FrameLimits& limits) {
   uint64_t data = 0;
+  uint64_t descriptors = sizeof(uint32_t);
   for (const auto& t : tensors) {
+    TORCH_CHECK_VALUE(t.dim() <= FrameLimits::kMaxDims, "distgrad cannot send a tensor of ", t.dim(),
+                      " dimensions (at most ", FrameLimits::kMaxDims, ")");
+    TORCH_CHECK_VALUE(isSupportedDtype(static_cast<int8_t>(t.scalar_type())),
+                      "distgrad cannot send tensors of dtype ", t.scalar_type());
     data += t.nbytes();
+    descriptors += 3 + sizeof(uint64_t) + sizeof(int64_t) * t.dim();
+  }
+  if (descriptors > FrameLimits::kMaxDescBytes) {
+    throw std::length_error("message of " + std::to_string(tensors.size()) +
+                            " tensors has more tensor descriptors than the maximum of " +
+                            std::to_string(FrameLimits::kMaxDescBytes) + " bytes");
   }
   if (meta_bytes > limits.max_meta_bytes || data > limits.max_data_bytes) {
     throw std::length_error("message of " + std::to_string(data + meta_bytes) +

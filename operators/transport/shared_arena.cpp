@@ -52,7 +52,7 @@ std::unique_ptr<LocalArena> LocalArena::create(uint64_t size) {
   if (size == 0) {
     return nullptr;
   }
-  int fd = ::memfd_create("distgrad-arena", 0);
+  int fd = ::memfd_create("distgrad-arena", MFD_CLOEXEC);
   if (fd < 0) {
     return nullptr;
   }

@@ -110,6 +110,8 @@ def _describe(error):
     types keep their name, others become RuntimeError naming their class."""
     cls = type(error)
     remote_traceback = "".join(traceback.format_exception(error)).rstrip()
-    if cls.__module__ in ("builtins", "distgrad.errors"):
+    # SystemExit, KeyboardInterrupt, ...: a callee's, not a reason for the
+    # caller to exit.
+    if cls.__module__ in ("builtins", "distgrad.errors") and issubclass(cls, Exception):
         return cls.__name__, f"{error}\n\nRemote traceback:\n{remote_traceback}"
     return "RuntimeError", f"{cls.__module__}.{cls.__qualname__}: {error}\n\nRemote traceback:\n{remote_traceback}"

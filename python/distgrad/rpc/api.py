@@ -13,7 +13,9 @@ import torch.jit._builtins
 from .. import _C, _python_call
 from .._rendezvous import Rendezvous, parse_init_method
 from . import functions, profiling
-from .options import check_init_method, check_num_worker_threads, check_seconds, resolve as resolve_options
+from .options import (
+    check_init_method, check_num_worker_threads, check_seconds, resolve as resolve_options, seconds_or_none,
+)
 from .rref import RRef, ScriptRRef
 
 __all__ = [
@@ -66,6 +68,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
     num_worker_threads = options.num_worker_threads if num_worker_threads is None else num_worker_threads
     check_init_method(init_method)
     check_seconds("timeout", timeout)
+    timeout = seconds_or_none(timeout)
     check_num_worker_threads(num_worker_threads)
     if not isinstance(name, str) or not name:
         raise ValueError(f"a worker name must be a non-empty string, got {name!r}")
@@ -195,7 +198,7 @@ def _set_rpc_timeout(rpc_timeout):
     (seconds, 0 for none); calls already made keep theirs."""
     check_seconds("rpc_timeout", rpc_timeout)
     _require_job()
-    _C._agent_set_default_timeout(float(rpc_timeout))
+    _C._agent_set_default_timeout(seconds_or_none(rpc_timeout))
 
 
 def _worker_of_rank(rank):

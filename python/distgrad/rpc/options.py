@@ -24,12 +24,21 @@ class BackendType(enum.Enum):
         return f"BackendType.{self.name}"
 
 
+# Timeouts longer than this (inf among them) mean none, like 0.
+LONGEST_TIMEOUT = 1e9
+
+
 def check_seconds(name, value):
-    """Raises unless value is a timeout in seconds (0 means none)."""
+    """Raises unless value is a timeout in seconds (0 or inf mean none)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
+    if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative number of seconds (0 means none), got {value}")
+
+
+def seconds_or_none(value):
+    """A checked timeout as the runtime takes it: 0 for none."""
+    return 0.0 if value > LONGEST_TIMEOUT else float(value)
 
 
 def check_init_method(value):

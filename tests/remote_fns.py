@@ -3,6 +3,7 @@ reference, so they must live in a module every worker can import."""
 
 import os
 import pathlib
+import threading
 import time
 
 import torch
@@ -333,3 +334,20 @@ def raise_system_exit():
 
 def raise_keyboard_interrupt():
     raise KeyboardInterrupt()
+
+
+
+def context_left_open(dst, route):
+    """Opens a distributed autograd context here that stays open (as in a
+    worker that dies in the middle of an iteration), reaching dst and route
+    beyond, and returns once the call through them is done."""
+    done = threading.Event()
+
+    def hold():
+        with dist_autograd.context():
+            rpc.rpc_sync(dst, relay, (route, torch.ones(1, requires_grad=True)))
+            done.set()
+            threading.Event().wait()  # never leaves the block
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert done.wait(30)

@@ -83,4 +83,15 @@ size_t ContextContainer::size() const {
   return contexts_.size();
 }
 
+std::vector<int64_t> ContextContainer::createdBy(int rank) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int64_t> ids;
+  for (const auto& [id, context] : contexts_) {
+    if ((id >> 48) == rank) {
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
 }  // namespace distgrad::autograd

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace distgrad::autograd {
 
@@ -36,6 +37,8 @@ class ContextContainer {
 
   size_t size() const;
   int64_t newId();
+  // The ids of the contexts held here that worker rank created.
+  std::vector<int64_t> createdBy(int rank) const;
 
  private:
   static constexpr size_t kMaxReleasedIds = 1 << 16;

@@ -39,6 +39,14 @@ void install(rpc::Agent& agent) {
   ContextContainer::get().setRank(agent.rank());
   agent.setCallHooks(std::make_shared<RpcRecording>());
   DistEngine::install(agent);
+  // A worker that died can no longer release the contexts it created: each
+  // worker releases its copies (and tells the workers it reached, which may
+  // not know of the death).
+  agent.addPeerLostListener([](int rank) {
+    for (int64_t context_id : ContextContainer::get().createdBy(rank)) {
+      releaseEverywhere(context_id);
+    }
+  });
   agent.registerInternalHandler(
       ReleaseContext::kHandler, [](int src, std::vector<c10::IValue> args) {
         releaseEverywhere(ReleaseContext::fromArgs(args).context_id);

@@ -15,10 +15,13 @@ class DistEngine {
  public:
   // Runs a distributed backward pass from roots (scalar tensors that require
   // grad) in context_id and returns when it has finished on every worker.
+  // Each gradient message of the pass, on any worker, must be answered
+  // within timeout_seconds (negative: the RPC default; 0: no limit).
   // Throws c10::ValueError for bad arguments or an unknown context, and the
-  // first error of any worker (naming that worker) otherwise.
+  // first error of any worker (naming that worker; DistTimeoutError for a
+  // worker that did not answer in time) otherwise.
   static void backward(int64_t context_id, const std::vector<at::Tensor>& roots,
-                       bool retain_graph);
+                       bool retain_graph, double timeout_seconds);
 
   // Registers the handler for gradients sent by peers with agent.
   static void install(rpc::Agent& agent);

@@ -6,12 +6,13 @@ namespace distgrad::autograd {
 
 std::vector<c10::IValue> PropagateGradients::toArgs() const {
   std::vector<c10::IValue> tensors(grads.begin(), grads.end());
-  return {context_id, pass_id, message_id, retain_graph, c10::ivalue::Tuple::create(std::move(tensors))};
+  return {context_id, pass_id, message_id, retain_graph, timeout_seconds,
+          c10::ivalue::Tuple::create(std::move(tensors))};
 }
 
 PropagateGradients PropagateGradients::fromArgs(const std::vector<c10::IValue>& args) {
-  if (args.size() != 5 || !args[0].isInt() || !args[1].isInt() || !args[2].isInt() ||
-      !args[3].isBool() || !args[4].isTuple()) {
+  if (args.size() != 6 || !args[0].isInt() || !args[1].isInt() || !args[2].isInt() ||
+      !args[3].isBool() || !args[4].isDouble() || !args[5].isTuple()) {
     throw std::runtime_error("malformed gradient message");
   }
   PropagateGradients m;
@@ -19,7 +20,8 @@ PropagateGradients PropagateGradients::fromArgs(const std::vector<c10::IValue>& 
   m.pass_id = args[1].toInt();
   m.message_id = args[2].toInt();
   m.retain_graph = args[3].toBool();
-  for (const auto& grad : args[4].toTupleRef().elements()) {
+  m.timeout_seconds = args[4].toDouble();
+  for (const auto& grad : args[5].toTupleRef().elements()) {
     if (!grad.isTensor()) {
       throw std::runtime_error("malformed gradient message");
     }

@@ -20,6 +20,9 @@ struct PropagateGradients {
   int64_t pass_id = 0;
   int64_t message_id = 0;
   bool retain_graph = false;
+  // Bounds each gradient message of the pass (0: none), as the initiator's
+  // backward() was given.
+  double timeout_seconds = 0;
   std::vector<at::Tensor> grads;
 
   std::vector<c10::IValue> toArgs() const;

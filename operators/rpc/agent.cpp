@@ -191,6 +191,10 @@ void Agent::setPythonValueCodec(PythonValueCodec codec) {
   python_codec_ = std::move(codec);
 }
 
+void Agent::addPeerLostListener(std::function<void(int rank)> listener) {
+  peer_lost_listeners_.push_back(std::move(listener));
+}
+
 FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
   worker(dst);  // validates dst
   if (timeout_seconds < 0) {
@@ -592,6 +596,9 @@ void Agent::onPeerLost(int rank, const std::string& reason) {
   }
   for (auto& call : failed) {
     call.future->setErrorIfNeeded(std::make_exception_ptr(DistNetworkError(reason)));
+  }
+  for (const auto& listener : peer_lost_listeners_) {
+    listener(rank);
   }
 }
 

@@ -142,6 +142,10 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void setScriptFunctionResolver(ScriptFunctionResolver resolver);
   void setPythonCallRunner(PythonCallRunner runner);
   void setPythonValueCodec(PythonValueCodec codec);
+  // Called with the rank of every peer that is lost (after the calls
+  // pending to it have failed), on the thread that noticed, with no lock
+  // of the agent held.
+  void addPeerLostListener(std::function<void(int rank)> listener);
 
   ThreadPool& pool() { return pool_; }
   // Launches TorchScript continuations and forks on the pool.
@@ -199,6 +203,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   ScriptFunctionResolver script_resolver_;
   PythonCallRunner python_runner_;
   PythonValueCodec python_codec_;
+  std::vector<std::function<void(int)>> peer_lost_listeners_;
 
   ThreadPool pool_;
   torch::jit::TaskLauncher task_launcher_;

@@ -28,8 +28,9 @@ class _Pickler(pickle.Pickler):
         if type(obj) is torch.Tensor:
             self._tensors.append(obj)
             index = len(self._tensors) - 1
-            # The bytes travel detached: the flag travels here.
-            return ("grad", index) if obj.requires_grad else index
+            # The bytes travel detached: the flag travels here (not under
+            # no_grad, where nothing is recorded either).
+            return ("grad", index) if obj.requires_grad and torch.is_grad_enabled() else index
         if isinstance(obj, ScriptRRef):
             self._rrefs.append(obj._impl)
             return -len(self._rrefs)

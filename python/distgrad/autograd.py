@@ -42,16 +42,21 @@ class context:
         return False
 
 
-def backward(context_id: int, roots: List[torch.Tensor], retain_graph: bool = False) -> None:
+def backward(context_id: int, roots: List[torch.Tensor], retain_graph: bool = False,
+             timeout: float = -1.0) -> None:
     """Runs the distributed backward pass of ``context_id`` from ``roots``
     (scalar tensors that require grad) and returns when it has finished on
     every worker. Gradients accumulate in the context of each worker, never
-    in ``.grad``. With ``retain_graph=True`` the graph can be run again."""
+    in ``.grad``. With ``retain_graph=True`` the graph can be run again.
+    Every gradient message of the pass must be answered within ``timeout``
+    seconds (-1: the RPC default, 0: no limit), or the pass fails with
+    DistTimeoutError naming the worker that did not answer."""
+    timeout = float(timeout)
     if torch.autograd._profiler_enabled():
         with torch.autograd.profiler.record_function(f"dist_autograd.backward#context {context_id}"):
-            _C._backward(context_id, list(roots), retain_graph)
+            _C._backward(context_id, list(roots), retain_graph, timeout)
     else:
-        _C._backward(context_id, list(roots), retain_graph)
+        _C._backward(context_id, list(roots), retain_graph, timeout)
 
 
 def get_gradients(context_id: int) -> Dict[torch.Tensor, torch.Tensor]:

@@ -124,9 +124,10 @@ graph(%t1.1 : Tensor,
         self.assertExpectedInline(_graph_text(script_fns.dist_backward_script), """\
 graph(%context_id.1 : int,
       %loss.1 : Tensor):
-  %7 : NoneType = prim::Constant()
+  %8 : NoneType = prim::Constant()
+  %6 : float = prim::Constant[value=-1.]()
   %5 : bool = prim::Constant[value=0]()
   %4 : Tensor[] = prim::ListConstruct(%loss.1)
-   = dist_autograd::dist_backward(%context_id.1, %4, %5)
-  return (%7)
+   = dist_autograd::dist_backward(%context_id.1, %4, %5, %6)
+  return (%8)
 """)

@@ -351,3 +351,13 @@ def context_left_open(dst, route):
 
     threading.Thread(target=hold, daemon=True).start()
     assert done.wait(30)
+
+
+def served_spans(ready_path, seconds):
+    """Runs a profiler here for a while (creating ready_path once it
+    records), recording the requests served meanwhile; returns the names of
+    its rpc# events."""
+    with torch.profiler.profile() as prof, rpc.profile_serving():
+        pathlib.Path(ready_path).touch()
+        time.sleep(seconds)
+    return sorted({e.name for e in prof.events() if e.name.startswith(("rpc#", "rpc_remote#"))})

@@ -116,3 +116,17 @@ def test_float32_and_float64_leaves_together(cluster):
         mixed_precision, lambda: make_leaves([(3,), (3,)], [torch.float32, torch.float64], 0), exact=False)
     assert [g.dtype for g in local] == [torch.float32, torch.float64]
 
+
+
+@pytest.mark.parametrize("dst", ["worker1", "worker0"])
+def test_leaves_sharing_a_gradient_each_get_their_own(cluster, dst):
+    # The backward of an add hands the same gradient tensor to both inputs.
+    t1 = torch.zeros(4, requires_grad=True)
+    t2 = torch.zeros(4, requires_grad=True)
+    with dist_autograd.context() as context_id:
+        loss = rpc.rpc_sync(dst, torch.mul, (t1 + t2, 3.0)).sum()
+        dist_autograd.backward(context_id, [loss])
+        grads = dist_autograd.get_gradients(context_id)
+        assert grads[t1].data_ptr() != grads[t2].data_ptr()
+        grads[t1].add_(1.0)
+        assert torch.equal(grads[t2], torch.full((4,), 3.0))

@@ -6,6 +6,7 @@ from torch.profiler import profile, record_function
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns, rref_fns, script_fns
+from tests.checks import wait_for
 from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 2
@@ -52,3 +53,21 @@ def test_distributed_backward_is_a_span(cluster):
 def test_no_span_without_a_profiler(cluster):
     assert not torch.autograd._profiler_enabled()
     assert rpc.rpc_sync("worker1", torch.add, (T, T)).tolist() == [2.0, 2.0]
+
+
+def test_served_requests_appear_in_the_callees_trace(cluster, tmp_path):
+    ready = tmp_path / "profiling"
+    spans = rpc.rpc_async("worker1", remote_fns.served_spans, (str(ready), 1.0))
+    wait_for(ready.exists, 30, "worker1 to start its profiler")
+    t = torch.ones(2)
+    rpc.rpc_sync("worker1", torch.add, (t, t))
+    rpc.rpc_sync("worker1", remote_fns.add, (t, t))
+    rref = rpc.remote("worker1", script_fns.local_add, (t, t))
+    rref.to_here()
+    assert spans.wait() == [
+        "rpc#aten::add.Tensor(worker0 -> worker1)",
+        "rpc#python(worker0 -> worker1)",
+        "rpc#rref.to_here(worker0 -> worker1)",
+        "rpc_remote#__torch__.tests.script_fns.local_add(worker0 -> worker1)",
+    ]
+    del rref

@@ -4,6 +4,7 @@
 #include "common/errors.h"
 
 #include <ATen/ops/add.h>
+#include <ATen/ops/clone.h>
 
 namespace distgrad::autograd {
 
@@ -48,9 +49,12 @@ void Context::accumulateGrad(const at::Tensor& variable, const at::Tensor& grad)
     return;
   }
   std::lock_guard<std::mutex> lock(mu_);
-  auto [it, inserted] = grads_.try_emplace(variable.unsafeGetTensorImpl(), variable, grad.detach());
-  if (!inserted) {
-    // Out of place: the held gradient may be shared with another leaf.
+  auto it = grads_.find(variable.unsafeGetTensorImpl());
+  if (it == grads_.end()) {
+    // A copy: the same gradient tensor may reach several leaves (both
+    // inputs of an add), and each leaf's gradient must be its own.
+    grads_.try_emplace(variable.unsafeGetTensorImpl(), variable, grad.detach().clone());
+  } else {
     it->second.second = at::add(it->second.second, grad.detach());
   }
 }

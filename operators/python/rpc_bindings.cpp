@@ -340,6 +340,9 @@ void initRpcBindings(py::module& m) {
     return info;
   });
   m.def("_agent_lost_peers", [] { return Agent::current()->lostPeers(); });
+  m.def("_agent_serve_with_this_thread_state", [](bool on) {
+    Agent::current()->setServingState(on ? std::make_shared<const at::ThreadLocalState>() : nullptr);
+  });
   m.def("_rank_of", &rankOf);
 
   // A call is built by one of the *_request functions, then sent by

@@ -6,6 +6,7 @@
 #include "rpc/rref_messages.h"
 
 #include <ATen/ThreadLocalState.h>
+#include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 
 #include <sstream>
@@ -189,6 +190,17 @@ void Agent::setPythonCallRunner(PythonCallRunner runner) {
 
 void Agent::setPythonValueCodec(PythonValueCodec codec) {
   python_codec_ = std::move(codec);
+}
+
+void Agent::setServingState(std::shared_ptr<const at::ThreadLocalState> state) {
+  std::atomic_store(&serving_state_, std::move(state));
+}
+
+std::string Agent::spanName(int src, const Request& request) const {
+  static const char* kinds[] = {"", "", "python", "", "rref.to_here"};
+  std::string target = request.target.empty() ? kinds[static_cast<int>(request.kind)] : request.target;
+  return std::string(request.remote ? "rpc_remote#" : "rpc#") + target + "(" + workers_[src].name +
+         " -> " + options_.name + ")";
 }
 
 void Agent::addPeerLostListener(std::function<void(int rank)> listener) {
@@ -386,7 +398,14 @@ void Agent::onRequest(int src, transport::Message&& message) {
     auto serve = [this, src, id, request, scope] {
       FuturePtr result;
       try {
-        result = execute(src, *request, scope);
+        auto profiling = std::atomic_load(&serving_state_);
+        if (profiling) {
+          at::ThreadLocalStateGuard state(*profiling);
+          RECORD_USER_SCOPE(spanName(src, *request));
+          result = execute(src, *request, scope);
+        } else {
+          result = execute(src, *request, scope);
+        }
       } catch (...) {
         result = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
         result->setError(std::current_exception());

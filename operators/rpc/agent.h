@@ -8,6 +8,7 @@
 #include "transport/transport.h"
 
 #include <ATen/core/function.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/ivalue.h>
 
 #include <atomic>
@@ -135,6 +136,11 @@ class Agent : public std::enable_shared_from_this<Agent> {
 
   RRefContext& rrefs() { return *rrefs_; }
 
+  // Serves requests under state (the thread-local state of a thread that
+  // runs a profiler: requests then appear in its trace, each as a span
+  // naming its caller and target), or as usual when null. Any thread.
+  void setServingState(std::shared_ptr<const at::ThreadLocalState> state);
+
   // Configuration by the layers above; set before requests arrive.
   void registerInternalHandler(const std::string& name, InternalHandler handler,
                                HandlerThread thread = HandlerThread::kPool);
@@ -184,6 +190,8 @@ class Agent : public std::enable_shared_from_this<Agent> {
 
   bool runsInline(const Request& request, const transport::Message& message) const;
   FuturePtr execute(int src, Request& request, const std::shared_ptr<CallScope>& scope);
+  // "rpc#aten::add.Tensor(worker0 -> worker1)": a served request in a trace.
+  std::string spanName(int src, const Request& request) const;
   // The value of an RRef owned here, as it travels to a fetching worker.
   FuturePtr fetchedValue(int64_t rref_id);
   void respond(int src, uint64_t id, Response response, const std::shared_ptr<CallScope>& scope);
@@ -204,6 +212,8 @@ class Agent : public std::enable_shared_from_this<Agent> {
   PythonCallRunner python_runner_;
   PythonValueCodec python_codec_;
   std::vector<std::function<void(int)>> peer_lost_listeners_;
+  // Read with std::atomic_load on every request; see setServingState.
+  std::shared_ptr<const at::ThreadLocalState> serving_state_;
 
   ThreadPool pool_;
   torch::jit::TaskLauncher task_launcher_;

@@ -12,10 +12,11 @@ from .api import (
     remote, rpc_async, rpc_sync, shutdown,
 )
 from .options import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
+from .profiling import profile_serving
 from .rref import RRef
 
 __all__ = [
     "BackendType", "RRef", "RpcBackendOptions", "TensorPipeRpcBackendOptions", "WorkerInfo", "constants",
-    "debug_info", "functions", "get_rpc_timeout", "get_worker_info", "get_worker_infos", "init_rpc", "remote",
-    "rpc_async", "rpc_sync", "shutdown",
+    "debug_info", "functions", "get_rpc_timeout", "get_worker_info", "get_worker_infos", "init_rpc",
+    "profile_serving", "remote", "rpc_async", "rpc_sync", "shutdown",
 ]

@@ -3,8 +3,12 @@ calling thread, each RPC, remote(), to_here() and distributed backward pass
 is a record_function span named after the call, e.g.
 ``rpc_sync#aten::add(worker0 -> worker1)``."""
 
+import contextlib
+
 import torch
 import torch.jit._builtins
+
+from .. import _C
 
 
 def enabled():
@@ -30,3 +34,21 @@ def func_name(func):
 def span(name):
     """A record_function span (enter it with `with`)."""
     return torch.autograd.profiler.record_function(name)
+
+
+@contextlib.contextmanager
+def profile_serving():
+    """Within this block, the requests this worker serves are recorded by the
+    profiler running on the calling thread (start it first), each as a span
+    ``rpc#<target>(<caller> -> <this worker>)`` around its execution::
+
+        with torch.profiler.profile() as prof, rpc.profile_serving():
+            ...  # serve for a while
+
+    torch's profilers record the thread that started them and the work it
+    hands on; requests run on distgrad's own threads, hence this block."""
+    _C._agent_serve_with_this_thread_state(True)
+    try:
+        yield
+    finally:
+        _C._agent_serve_with_this_thread_state(False)

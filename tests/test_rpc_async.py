@@ -99,3 +99,18 @@ def test_error_in_then_callback_fails_the_chained_future(cluster):
         chained.wait()
     assert "running the callback: ValueError: nope" in str(excinfo.value)
     assert "(ValueError raised on worker 'worker1')" in str(excinfo.value)
+
+
+def test_then_callbacks_that_wait_on_other_calls_do_not_starve_the_runtime(cluster):
+    # More blocking callbacks than the pool has threads (16): each waits for
+    # another call, whose completion must still find a thread.
+    t = torch.ones(2)
+
+    def wait_for_another(fut):
+        return fut.wait() + rpc.rpc_async("worker1", torch.add, (t, t)).wait()
+
+    futures = [rpc.rpc_async("worker1", remote_fns.sleep_and_return, (0.05, t)).then(wait_for_another)
+               for _ in range(40)]
+    results = torch.futures.wait_all(futures)
+    assert all(torch.equal(r, torch.full((2,), 3.0)) for r in results)
+    assert_same(rpc.rpc_sync("worker1", torch.add, (t, t)), t + t)

@@ -111,3 +111,27 @@ def test_the_process_of_rank_0_exits_after_stop(tmp_path):
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == "stopped [0, 0]\n"
+
+
+def test_non_graceful_shutdown_does_not_wait_for_blocked_callbacks():
+    import threading
+
+    job = Cluster(2, root=ROOT).start()
+    release = threading.Event()
+    try:
+        entered = threading.Event()
+
+        def stuck(fut):
+            entered.set()
+            release.wait(60)  # user code that does not return
+            return fut.wait()
+
+        future = rpc.rpc_async("worker1", remote_fns.whoami).then(stuck)
+        assert entered.wait(10)
+        start = time.monotonic()
+        rpc.shutdown(graceful=False)
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+        job.stop(graceful=False)
+    assert future.wait() == "worker1"

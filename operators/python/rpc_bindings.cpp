@@ -103,8 +103,9 @@ class PythonScriptFunctions {
 };
 
 // Sends the request. With no Python future, waits (without the GIL) and
-// returns the result; otherwise completes py_future from the agent's pool
-// (never on a reader thread), converting the value with decode if given.
+// returns the result; otherwise completes py_future from the agent's
+// callback pool (never on a thread the runtime needs), converting the value
+// with decode if given.
 py::object invoke(int dst, Request request, double timeout, const py::object& py_future,
                   const py::object& decode = py::none()) {
   auto agent = Agent::current();
@@ -132,7 +133,8 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
   }
   result->addCallback([agent, target, decoder](c10::ivalue::Future& done) {
     FuturePtr source = c10::intrusive_ptr<c10::ivalue::Future>::reclaim_copy(&done);
-    agent->pool().run([target, decoder, source] {
+    // User callbacks run in the completion: not on the runtime's pool.
+    agent->callbacks().run([target, decoder, source] {
       if (source->hasError()) {
         target->setErrorIfNeeded(source->exception_ptr());
         return;

@@ -65,6 +65,9 @@ FuturePtr flatten(const FuturePtr& f) {
   return out;
 }
 
+// User callbacks that block each hold a thread of the callback pool.
+constexpr int kMaxCallbackThreads = 256;
+
 std::string seconds(double s) {
   std::ostringstream out;
   out << s;
@@ -103,6 +106,7 @@ void Agent::uninstall() {
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)),
       pool_(options_.num_worker_threads),
+      callbacks_(kMaxCallbackThreads),
       rrefs_(std::make_unique<RRefContext>(*this)),
       default_timeout_seconds_(options_.default_timeout_seconds) {
   rrefs_->install();
@@ -686,6 +690,7 @@ void Agent::shutdown() {
   }
   timeout_thread_.join();
   pool_.stop();
+  callbacks_.stop();
   rrefs_->clear();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "rpc/call_hooks.h"
+#include "rpc/callback_pool.h"
 #include "rpc/request.h"
 #include "rpc/response.h"
 #include "rpc/rref_context.h"
@@ -154,6 +155,8 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void addPeerLostListener(std::function<void(int rank)> listener);
 
   ThreadPool& pool() { return pool_; }
+  // Where futures handed to users are completed (see CallbackPool).
+  CallbackPool& callbacks() { return callbacks_; }
   // Launches TorchScript continuations and forks on the pool.
   const torch::jit::TaskLauncher& taskLauncher() const { return task_launcher_; }
 
@@ -216,6 +219,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::shared_ptr<const at::ThreadLocalState> serving_state_;
 
   ThreadPool pool_;
+  CallbackPool callbacks_;
   torch::jit::TaskLauncher task_launcher_;
   const std::unique_ptr<RRefContext> rrefs_;
   std::unique_ptr<transport::Transport> transport_;

@@ -5,14 +5,13 @@
 #include <chrono>
 #include <exception>
 #include <system_error>
-#include <thread>
 
 namespace distgrad::rpc {
 
 namespace {
 
-// How long a thread with nothing to do waits before it ends.
-constexpr auto kIdleLifetime = std::chrono::seconds(10);
+// How long stop() waits for the threads to end.
+constexpr auto kStopWait = std::chrono::seconds(1);
 
 void runGuarded(const std::function<void()>& task) {
   try {
@@ -36,17 +35,16 @@ void CallbackPool::run(std::function<void()> task) {
     std::unique_lock<std::mutex> lock(state_->mu);
     if (!state_->stopping) {
       state_->tasks.push_back(std::move(task));
-      if (state_->idle > 0) {
+      if (state_->idle > 0 || state_->threads >= max_threads_) {
         state_->wakeup.notify_one();
-        return;
-      }
-      if (state_->threads >= max_threads_) {
-        return;  // queued: the next thread that is done takes it
+        return;  // an idle thread takes it, or the next that is done
       }
       ++state_->threads;
       lock.unlock();
+      auto ended = std::make_shared<std::atomic<bool>>(false);
       try {
-        std::thread([state = state_] { work(state); }).detach();
+        std::lock_guard<std::mutex> threads_lock(threads_mu_);
+        threads_.push_back({std::thread([state = state_, ended] { work(state, ended); }), ended});
       } catch (const std::system_error& e) {
         // No thread to spare: the task waits for one that is done.
         logWarning("callback pool", std::string("cannot start a thread: ") + e.what());
@@ -73,18 +71,30 @@ void CallbackPool::stop() {
   for (const auto& task : left) {
     runGuarded(task);
   }
+  {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->ended.wait_for(lock, kStopWait, [&] { return state_->threads == 0; });
+  }
+  std::lock_guard<std::mutex> threads_lock(threads_mu_);
+  for (auto& t : threads_) {
+    if (*t.ended) {
+      t.thread.join();  // its thread-local state is gone before we return
+    } else {
+      t.thread.detach();  // blocked in a user callback
+    }
+  }
+  threads_.clear();
 }
 
-void CallbackPool::work(const std::shared_ptr<State>& state) {
+void CallbackPool::work(const std::shared_ptr<State>& state,
+                        const std::shared_ptr<std::atomic<bool>>& ended) {
   std::unique_lock<std::mutex> lock(state->mu);
   while (true) {
     ++state->idle;
-    bool woke = state->wakeup.wait_for(lock, kIdleLifetime,
-                                       [&] { return state->stopping || !state->tasks.empty(); });
+    state->wakeup.wait(lock, [&] { return state->stopping || !state->tasks.empty(); });
     --state->idle;
-    if (!woke || state->tasks.empty()) {
-      --state->threads;
-      return;  // idle for long, or stopping with nothing left
+    if (state->tasks.empty()) {
+      break;  // stopping, with nothing left
     }
     auto task = std::move(state->tasks.front());
     state->tasks.pop_front();
@@ -94,6 +104,9 @@ void CallbackPool::work(const std::shared_ptr<State>& state) {
     task = nullptr;
     lock.lock();
   }
+  --state->threads;
+  *ended = true;
+  state->ended.notify_all();
 }
 
 }  // namespace distgrad::rpc

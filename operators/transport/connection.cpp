@@ -191,7 +191,7 @@ size_t Connection::recvSome(char* data, size_t n) {
       continue;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      throw std::runtime_error("timed out waiting for data");
+      throw ReceiveTimeout();
     }
     throw socketError("receive failed");
   }

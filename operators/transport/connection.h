@@ -7,10 +7,18 @@
 #include <atomic>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace distgrad::transport {
+
+// Thrown by Connection::receive when a receive timeout set with
+// setReceiveTimeout passes.
+class ReceiveTimeout : public std::runtime_error {
+ public:
+  ReceiveTimeout() : std::runtime_error("timed out waiting for data") {}
+};
 
 // One TCP socket carrying frames in both directions.
 //

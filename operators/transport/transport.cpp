@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 
 namespace distgrad::transport {
 
@@ -26,6 +27,12 @@ FrameLimits handshakeLimits() {
   return limits;
 }
 
+
+std::string secondsText(double seconds) {
+  std::ostringstream out;
+  out << seconds;
+  return out.str();
+}
 
 std::string addressOf(const sockaddr_in& addr) {
   char host[INET_ADDRSTRLEN] = {0};
@@ -145,7 +152,8 @@ std::shared_ptr<Connection> Transport::connectionTo(int rank) {
     conn = connect(rank);
   } catch (const DistNetworkError& e) {
     // Its address was published at rendezvous: a worker we cannot reach
-    // (refused, or failing the handshake) is gone.
+    // (refused, or failing the handshake) is gone. One that is only slow
+    // (DistTimeoutError) is not.
     peerFailed(rank, e.what());
     throw;
   }
@@ -175,10 +183,15 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
   tv.tv_sec = static_cast<time_t>(options_.connect_timeout_seconds);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    std::string reason = std::strerror(errno);
+    int error = errno;
     ::close(fd);
-    throw DistNetworkError("cannot connect to " + describe(rank) + " at " + address + ": " +
-                           reason);
+    std::string what = "cannot connect to " + describe(rank) + " at " + address + ": ";
+    if (error == EINPROGRESS || error == ETIMEDOUT || error == EAGAIN) {
+      // Slow, not gone: this call fails, a later one tries again.
+      throw DistTimeoutError(what + "no answer within " + secondsText(options_.connect_timeout_seconds) +
+                             " seconds");
+    }
+    throw DistNetworkError(what + std::strerror(error));
   }
   timeval no_timeout{};
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &no_timeout, sizeof(no_timeout));
@@ -207,6 +220,12 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
     if (accept.mapped_your_arena) {
       conn->enableArenaSends();
     }
+  } catch (const ReceiveTimeout&) {
+    // A peer slow to answer (stopped, overloaded) is not lost: this call
+    // fails, a later one tries again.
+    throw DistTimeoutError("handshake with " + describe(rank) + " at " + address +
+                           " got no answer within " +
+                           secondsText(options_.handshake_timeout_seconds) + " seconds");
   } catch (const std::runtime_error& e) {
     throw DistNetworkError("handshake with " + describe(rank) + " at " + address +
                            " failed: " + e.what());

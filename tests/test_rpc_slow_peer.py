@@ -1,0 +1,43 @@
+"""A peer that is slow at first contact (stopped, overloaded) fails that
+call with DistTimeoutError and stays a peer: once it answers again, calls to
+it work. Only a peer that refuses connections or fails the handshake is
+lost."""
+
+import os
+import signal
+import time
+
+import pytest
+
+import distgrad
+import distgrad.rpc as rpc
+from distgrad._testing import Cluster
+from tests import remote_fns
+from tests.conftest import ROOT
+
+HANDSHAKE_TIMEOUT = "1"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["DISTGRAD_HANDSHAKE_TIMEOUT"] = HANDSHAKE_TIMEOUT
+    try:
+        job = Cluster(3, root=ROOT, env={"DISTGRAD_HANDSHAKE_TIMEOUT": HANDSHAKE_TIMEOUT}).start()
+    finally:
+        del os.environ["DISTGRAD_HANDSHAKE_TIMEOUT"]
+    yield job
+    job.stop()
+
+
+def test_slow_first_contact_is_a_timeout_not_a_loss(cluster):
+    os.kill(cluster.pid(2), signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(distgrad.DistTimeoutError, match="handshake with worker 'worker2' \\(rank 2\\) at "
+                                                            "127.0.0.1:\\d+ got no answer within 1 seconds"):
+            rpc.rpc_sync("worker2", remote_fns.whoami, timeout=10)
+        assert time.monotonic() - start < 5
+    finally:
+        os.kill(cluster.pid(2), signal.SIGCONT)
+    assert rpc.rpc_sync("worker2", remote_fns.whoami) == "worker2"
+    assert rpc.debug_info()["num_pending_calls"] == 0

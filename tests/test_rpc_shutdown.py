@@ -135,3 +135,18 @@ def test_non_graceful_shutdown_does_not_wait_for_blocked_callbacks():
         release.set()
         job.stop(graceful=False)
     assert future.wait() == "worker1"
+
+
+def test_graceful_shutdown_notices_a_dead_worker_it_never_talked_to():
+    job = Cluster(3, root=ROOT).start()
+    try:
+        job.kill(2)
+        start = time.monotonic()
+        with pytest.raises(distgrad.DistNetworkError) as excinfo:
+            rpc.shutdown(graceful=True, timeout=30)
+        # The barrier probes the workers it waits for: worker2's port refuses.
+        assert time.monotonic() - start < 5
+        assert str(excinfo.value).startswith(
+            "cannot shut down gracefully: cannot connect to worker 'worker2' (rank 2) at 127.0.0.1:")
+    finally:
+        job.stop(graceful=False)

@@ -342,6 +342,8 @@ void initRpcBindings(py::module& m) {
     return info;
   });
   m.def("_agent_lost_peers", [] { return Agent::current()->lostPeers(); });
+  m.def("_agent_probe", [](int rank) { Agent::current()->probe(rank); },
+        py::call_guard<py::gil_scoped_release>());
   m.def("_agent_serve_with_this_thread_state", [](bool on) {
     Agent::current()->setServingState(on ? std::make_shared<const at::ThreadLocalState>() : nullptr);
   });

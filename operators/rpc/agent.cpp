@@ -694,6 +694,15 @@ void Agent::shutdown() {
   rrefs_->clear();
 }
 
+void Agent::probe(int rank) {
+  worker(rank);  // validates rank
+  try {
+    transport_->connectTo(rank);
+  } catch (const std::exception&) {
+    // A lost peer is recorded by the transport; a slow one is left alone.
+  }
+}
+
 std::vector<std::pair<int, std::string>> Agent::lostPeers() const {
   std::lock_guard<std::mutex> lock(pending_mu_);
   return {lost_peers_.begin(), lost_peers_.end()};

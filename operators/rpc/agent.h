@@ -169,6 +169,11 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // from a pool or reader thread.
   void shutdown();
 
+  // Connects to rank unless connected, so that a worker that died is known
+  // to be lost even if this worker never talked to it. Errors are ignored
+  // (lostPeers() tells). Blocks up to the connection timeouts.
+  void probe(int rank);
+
   // The peers this worker lost (died, unreachable, or shut down): rank and why.
   std::vector<std::pair<int, std::string>> lostPeers() const;
 

@@ -78,6 +78,10 @@ class Transport {
   // if the peer is unreachable or its connection has failed.
   void send(int rank, const Message& message);
 
+  // Connects to rank if no connection is open, as send() would (same
+  // errors): a worker that is gone is then known to be lost.
+  void connectTo(int rank) { connectionTo(rank); }
+
   // Bytes of this worker's arena held by peers (0 without an arena).
   uint64_t sharedMemoryInUse() const { return arena_ ? arena_->bytesInUse() : 0; }
 

@@ -29,6 +29,8 @@ _PREFIX = "distgrad/"
 _FOREVER = timedelta(days=365)
 # Seconds between looks at a barrier (and for lost workers) while waiting.
 _CHECK_INTERVAL = 0.1
+# Seconds between probes of the workers a barrier still waits for.
+_PROBE_INTERVAL = 1.0
 
 
 class InitMethod(NamedTuple):
@@ -195,14 +197,17 @@ class Rendezvous:
         """The listening address of every worker, by rank."""
         return self._published()[1]
 
-    def barrier(self, label, timeout, lost_workers=None, failure="cannot shut down gracefully"):
+    def barrier(self, label, timeout, lost_workers=None, failure="cannot shut down gracefully", probe=None):
         """Returns when every worker has reached the barrier called label
         (each has left its signed arrival in the store). While waiting, asks
         lost_workers() for (rank, reason) of the workers known to be gone,
         and gives up with DistNetworkError if one of them had not arrived:
-        the barrier can then never complete."""
+        the barrier can then never complete. Every second it calls
+        probe(rank) for each missing worker, so that one that died is known
+        to be lost even if this worker never talked to it."""
         self._set_signed(f"barrier/{label}/{self.rank}", b"")
         deadline = None if timeout <= 0 else time.monotonic() + timeout
+        next_probe = time.monotonic() + _PROBE_INTERVAL
         # Checked often at first (the others are usually close behind), then
         # less often. check() does not block: a store wait() that times out
         # logs a warning each time.
@@ -219,6 +224,10 @@ class Rendezvous:
                 raise DistTimeoutError(
                     f"only {self.world_size - len(missing)} of {self.world_size} workers reached '{label}' "
                     f"within {timeout} seconds; missing: " + ", ".join(f"rank {r}" for r in missing))
+            if probe is not None and time.monotonic() >= next_probe:
+                for rank in missing:
+                    probe(rank)
+                next_probe = time.monotonic() + _PROBE_INTERVAL
             time.sleep(interval)
             interval = min(interval * 2, _CHECK_INTERVAL)
 

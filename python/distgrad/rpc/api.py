@@ -103,7 +103,8 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
                 _job = _Job(rendezvous, workers, workers[rank])
                 # Every worker knows the job (in C++ and here) before any
                 # returns and makes calls.
-                rendezvous.barrier("joined", timeout, _C._agent_lost_peers, failure="init_rpc failed")
+                rendezvous.barrier("joined", timeout, _C._agent_lost_peers, failure="init_rpc failed",
+                                   probe=_C._agent_probe)
             except BaseException:
                 _job = None
                 _C._agent_shutdown()
@@ -333,13 +334,13 @@ def shutdown(graceful=True, timeout=None):
         if graceful:
             if timeout is None:
                 timeout = _C._agent_default_timeout()
-            job.rendezvous.barrier("shutdown", timeout, _C._agent_lost_peers)
+            job.rendezvous.barrier("shutdown", timeout, _C._agent_lost_peers, probe=_C._agent_probe)
             # Every worker has stopped making calls: references held here
             # are released, so that owners keep nothing past the job.
             _C._rref_release_users()
             if not _C._agent_wait_idle(float(timeout)):
                 raise TimeoutError(f"calls still outstanding after {timeout} seconds")
-            job.rendezvous.barrier("idle", timeout, _C._agent_lost_peers)
+            job.rendezvous.barrier("idle", timeout, _C._agent_lost_peers, probe=_C._agent_probe)
     finally:
         with _lock:
             _C._agent_shutdown()

@@ -361,3 +361,27 @@ def served_spans(ready_path, seconds):
         pathlib.Path(ready_path).touch()
         time.sleep(seconds)
     return sorted({e.name for e in prof.events() if e.name.startswith(("rpc#", "rpc_remote#"))})
+
+
+def with_unused_call(call, peer, x):
+    """x * 3, after a call to peer whose result is dropped."""
+    call(peer, torch.mul, x, x)
+    return x * 3
+
+
+class SlowBackward(torch.autograd.Function):
+    """The identity, whose backward sleeps for `seconds` first."""
+
+    @staticmethod
+    def forward(ctx, x, seconds):
+        ctx.seconds = seconds
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(ctx.seconds)
+        return grad, None
+
+
+def slow_in_backward(t, seconds):
+    return SlowBackward.apply(t * 2, seconds)

@@ -7,6 +7,7 @@
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/functions/accumulate_grad.h>
+#include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
 
 namespace distgrad::autograd {
@@ -37,25 +38,33 @@ variable_list callPreHooks(Node& node, variable_list inputs) {
 
 }  // namespace
 
+struct BackwardPass::Ready {
+  NodePtr node;
+  variable_list inputs;
+  bool absent = false;  // no input arrived: all are known absent
+};
+
 struct BackwardPass::Task {
-  FuturePtr done = c10::make_intrusive<c10::ivalue::Future>(c10::NoneType::get());
-  // 1 while the task drains its queue, plus 1 per gradient message awaiting
-  // its answer.
+  FuturePtr done = c10::make_intrusive<c10::ivalue::Future>(c10::ListType::ofInts());
+  // 1 while the task drains its queue, plus 1 per message awaiting its answer.
   std::atomic<int> outstanding{1};
   std::atomic<bool> completed{false};
-  std::deque<std::pair<NodePtr, variable_list>> ready;  // only its own thread touches it
+  std::deque<Ready> ready;  // only its own thread touches it
+  std::mutex reports_mu;
+  c10::List<int64_t> reports;  // from the answers to its messages
 };
 
 BackwardPass::BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Context> context,
-                           std::string worker_name, GradientSender send_gradients,
+                           int rank, std::string worker_name, MessageSender send,
                            Offload offload, const torch::autograd::edge_list& root_edges,
-                           const std::vector<c10::intrusive_ptr<SendRpcBackward>>& send_nodes)
+                           const ContextGraph& graph)
     : id_(id),
       retain_graph_(retain_graph),
       context_id_(context->id()),
+      rank_(rank),
       context_(context),
       worker_name_(std::move(worker_name)),
-      send_gradients_(std::move(send_gradients)),
+      send_(std::move(send)),
       offload_(std::move(offload)) {
   std::vector<Node*> stack;
   std::unordered_set<Node*> seen;
@@ -67,8 +76,9 @@ BackwardPass::BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Contex
   for (const auto& edge : root_edges) {
     visit(edge.function.get());
   }
-  for (const auto& node : send_nodes) {
+  for (const auto& node : graph.send_nodes) {
     visit(node.get());
+    undecided_sends_.emplace(node->messageId(), node->peer());
   }
   while (!stack.empty()) {
     Node* node = stack.back();
@@ -78,6 +88,11 @@ BackwardPass::BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Contex
         ++dependencies_[next];
         visit(next);
       }
+    }
+  }
+  for (const auto& recv : graph.recvs) {
+    if (!recv.node || !seen.count(recv.node.get())) {
+      unreachable_recvs_.emplace_back(recv.peer, recv.message_id);
     }
   }
 }
@@ -90,7 +105,19 @@ std::shared_ptr<BackwardPass::Task> BackwardPass::newTask() {
   if (active_tasks_++ == 0) {
     ++g_running_passes;
   }
-  return std::make_shared<Task>();
+  auto task = std::make_shared<Task>();
+  std::vector<std::pair<int, int64_t>> unreachable;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    unreachable.swap(unreachable_recvs_);
+  }
+  for (const auto& [peer, message_id] : unreachable) {
+    PropagateGradients message;
+    message.kind = PropagateGradients::kAbsent;
+    message.message_id = message_id;
+    send(task, peer, std::move(message));
+  }
+  return task;
 }
 
 FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
@@ -108,7 +135,7 @@ FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
       Node* fn = edge.function.get();
       auto buffer = buffers_.find(fn);
       if (buffer != buffers_.end() && dependencies_[fn] == 0) {
-        task->ready.emplace_back(edge.function, std::move(buffer->second.buffer));
+        task->ready.push_back({edge.function, std::move(buffer->second.buffer)});
         buffers_.erase(buffer);
       }
     }
@@ -117,31 +144,92 @@ FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
   return task->done;
 }
 
-FuturePtr BackwardPass::runFromSendNode(int64_t message_id, variable_list grads) {
+FuturePtr BackwardPass::runFromSendNode(int64_t message_id, bool absent, variable_list grads) {
   auto context = this->context();
   auto task = newTask();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    undecided_sends_.erase(message_id);
+  }
   auto node = context->sendNode(message_id);
   if (!node) {
-    fail(task, std::make_exception_ptr(DistError(
-                   "no send node for RPC message " + std::to_string(message_id) + " in context " +
-                   std::to_string(context_id_) + " (its graph was freed by an earlier backward "
-                   "pass; use retain_graph=True to run backward more than once)")));
+    if (absent) {
+      finishOne(task);  // nothing waits for it
+    } else {
+      fail(task, std::make_exception_ptr(DistError(
+                     "no send node for RPC message " + std::to_string(message_id) +
+                     " in context " + std::to_string(context_id_) +
+                     " (its graph was freed by an earlier backward pass; use "
+                     "retain_graph=True to run backward more than once)")));
+    }
     return task->done;
   }
-  if (!retain_graph_) {
-    context->removeSendNode(message_id);
+  if (absent) {
+    task->ready.push_back({node, {}, true});
+  } else {
+    if (!retain_graph_) {
+      context->removeSendNode(message_id);
+    }
+    task->ready.push_back({node, std::move(grads)});
   }
-  task->ready.emplace_back(node, std::move(grads));
   constexpr auto kInlineBudget = std::chrono::microseconds(200);
   drain(task, std::chrono::steady_clock::now() + kInlineBudget);
   return task->done;
+}
+
+FuturePtr BackwardPass::runJoin() {
+  auto task = newTask();
+  finishOne(task);
+  return task->done;
+}
+
+PassReport BackwardPass::report() {
+  std::lock_guard<std::mutex> lock(mu_);
+  PassReport report;
+  report.worker = rank_;
+  report.stamp = ++report_stamp_;
+  for (const auto& [message_id, peer] : undecided_sends_) {
+    report.undecided.push_back({peer, message_id});
+  }
+  return report;
+}
+
+bool BackwardPass::cheapOnReader(const Ready& ready) {
+  // Builtin backward functions (generated ones are TraceableFunctions, as
+  // are AccumulateGrad and distgrad's own nodes' bookkeeping) on small
+  // inputs are bounded work; a custom Function (Python or C++) or a hook is
+  // user code, which a reader thread never runs.
+  if (ready.absent) {
+    return true;
+  }
+  Node& node = *ready.node;
+  if (!node.pre_hooks().empty() || !node.tensor_pre_hooks().empty() ||
+      !node.retains_grad_hooks().empty() || !node.post_hooks().empty()) {
+    return false;
+  }
+  bool builtin = dynamic_cast<const torch::autograd::TraceableFunction*>(&node) ||
+                 dynamic_cast<const torch::autograd::AccumulateGrad*>(&node) ||
+                 dynamic_cast<const SendRpcBackward*>(&node) ||
+                 dynamic_cast<const RecvRpcBackward*>(&node);
+  if (!builtin) {
+    return false;
+  }
+  constexpr size_t kMaxInlineBytes = 64 * 1024;
+  size_t bytes = 0;
+  for (const auto& t : ready.inputs) {
+    if (t.defined()) {
+      bytes += t.is_sparse() ? t._values().nbytes() + t._indices().nbytes() : t.nbytes();
+    }
+  }
+  return bytes <= kMaxInlineBytes;
 }
 
 void BackwardPass::drain(const std::shared_ptr<Task>& task,
                          std::optional<std::chrono::steady_clock::time_point> deadline) {
   c10::AutoGradMode no_grad(false);
   while (!task->ready.empty()) {
-    if (deadline && std::chrono::steady_clock::now() > *deadline) {
+    if (deadline && (std::chrono::steady_clock::now() > *deadline ||
+                     !cheapOnReader(task->ready.front()))) {
       offload_([self = shared_from_this(), task] { self->drain(task, std::nullopt); });
       return;
     }
@@ -149,10 +237,10 @@ void BackwardPass::drain(const std::shared_ptr<Task>& task,
       fail(task, failed);
       return;
     }
-    auto [node, inputs] = std::move(task->ready.front());
+    Ready ready = std::move(task->ready.front());
     task->ready.pop_front();
     try {
-      execute(task, node, std::move(inputs));
+      execute(task, std::move(ready));
     } catch (...) {
       // Errors of this worker's nodes carry its name to the initiator.
       fail(task, rpc::Response::fromException(std::current_exception(), worker_name_).toException());
@@ -162,11 +250,26 @@ void BackwardPass::drain(const std::shared_ptr<Task>& task,
   finishOne(task);
 }
 
-void BackwardPass::execute(const std::shared_ptr<Task>& task, const NodePtr& node,
-                           variable_list inputs) {
-  inputs = callPreHooks(*node, std::move(inputs));
+void BackwardPass::execute(const std::shared_ptr<Task>& task, Ready ready) {
+  const NodePtr& node = ready.node;
+  if (ready.absent) {
+    if (auto* recv = dynamic_cast<RecvRpcBackward*>(node.get())) {
+      PropagateGradients message;
+      message.kind = PropagateGradients::kAbsent;
+      message.message_id = recv->messageId();
+      send(task, recv->peer(), std::move(message));
+    } else if (!dynamic_cast<torch::autograd::AccumulateGrad*>(node.get())) {
+      distributeAbsence(*task, *node);
+    }
+    return;
+  }
+  variable_list inputs = callPreHooks(*node, std::move(ready.inputs));
   if (auto* accumulate = dynamic_cast<torch::autograd::AccumulateGrad*>(node.get())) {
     context()->accumulateGrad(accumulate->variable, inputs.at(0));
+    // As in the local engine, post-hooks see no outputs and the gradient.
+    for (const auto& hook : node->post_hooks()) {
+      (*hook)({}, inputs);
+    }
     return;
   }
   if (auto* recv = dynamic_cast<RecvRpcBackward*>(node.get())) {
@@ -202,7 +305,27 @@ void BackwardPass::distribute(Task& task, Node& node, variable_list outputs) {
     auto [buffer, inserted] = buffers_.try_emplace(next, next->num_inputs());
     buffer->second.add(edge.input_nr, std::move(outputs[i]), std::nullopt, std::nullopt, next);
     if (--dependencies_[next] <= 0) {
-      task.ready.emplace_back(edge.function, std::move(buffer->second.buffer));
+      task.ready.push_back({edge.function, std::move(buffer->second.buffer)});
+      buffers_.erase(buffer);
+    }
+  }
+}
+
+void BackwardPass::distributeAbsence(Task& task, Node& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Edge& edge : node.next_edges()) {
+    if (!edge.is_valid()) {
+      continue;
+    }
+    Node* next = edge.function.get();
+    if (--dependencies_[next] > 0) {
+      continue;
+    }
+    auto buffer = buffers_.find(next);
+    if (buffer == buffers_.end()) {
+      task.ready.push_back({edge.function, {}, true});
+    } else {
+      task.ready.push_back({edge.function, std::move(buffer->second.buffer)});
       buffers_.erase(buffer);
     }
   }
@@ -217,19 +340,45 @@ void BackwardPass::sendToPeer(const std::shared_ptr<Task>& task, RecvRpcBackward
                     " a second time, but its graph was freed by an earlier backward pass; "
                     "specify retain_graph=True to run backward more than once");
   }
+  if (!retain_graph_) {
+    context()->removeRecvNode(node.messageId());
+  }
   for (size_t i = 0; i < grads.size(); ++i) {
     if (!grads[i].defined()) {
       grads[i] = node.input_metadata(i).zeros_like();
     }
   }
+  PropagateGradients message;
+  message.message_id = node.messageId();
+  message.grads = std::move(grads);
+  send(task, node.peer(), std::move(message));
+}
+
+void BackwardPass::send(const std::shared_ptr<Task>& task, int peer,
+                        PropagateGradients message) {
+  message.context_id = context_id_;
+  message.pass_id = id_;
+  message.retain_graph = retain_graph_;
   ++task->outstanding;
-  FuturePtr answered = send_gradients_(*this, node, std::move(grads));
+  FuturePtr answered;
+  try {
+    answered = send_(peer, std::move(message));
+  } catch (...) {
+    fail(task, std::current_exception());
+    return;
+  }
   answered->addCallback([self = shared_from_this(), task](c10::ivalue::Future& f) {
     if (f.hasError()) {
       self->fail(task, f.exception_ptr());
-    } else {
-      self->finishOne(task);
+      return;
     }
+    if (f.value().isIntList()) {
+      std::lock_guard<std::mutex> lock(task->reports_mu);
+      for (int64_t v : f.value().toIntList()) {
+        task->reports.push_back(v);
+      }
+    }
+    self->finishOne(task);
   });
 }
 
@@ -259,7 +408,15 @@ void BackwardPass::complete(const std::shared_ptr<Task>& task, std::exception_pt
   if (failure) {
     task->done->setError(failure);
   } else {
-    task->done->markCompleted(c10::IValue());
+    c10::List<int64_t> reports;
+    report().appendTo(reports);
+    {
+      std::lock_guard<std::mutex> lock(task->reports_mu);
+      for (int64_t v : task->reports) {
+        reports.push_back(v);
+      }
+    }
+    task->done->markCompleted(reports);
   }
 }
 

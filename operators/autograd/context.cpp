@@ -8,8 +8,9 @@
 
 namespace distgrad::autograd {
 
-void Context::addSendNode(int64_t message_id, c10::intrusive_ptr<SendRpcBackward> node) {
+void Context::addSendNode(c10::intrusive_ptr<SendRpcBackward> node) {
   std::lock_guard<std::mutex> lock(mu_);
+  int64_t message_id = node->messageId();
   send_nodes_.emplace(message_id, std::move(node));
 }
 
@@ -19,19 +20,20 @@ c10::intrusive_ptr<SendRpcBackward> Context::sendNode(int64_t message_id) const 
   return it == send_nodes_.end() ? nullptr : it->second;
 }
 
-std::vector<c10::intrusive_ptr<SendRpcBackward>> Context::sendNodes() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<c10::intrusive_ptr<SendRpcBackward>> nodes;
-  nodes.reserve(send_nodes_.size());
-  for (const auto& [id, node] : send_nodes_) {
-    nodes.push_back(node);
-  }
-  return nodes;
-}
-
 void Context::removeSendNode(int64_t message_id) {
   std::lock_guard<std::mutex> lock(mu_);
   send_nodes_.erase(message_id);
+}
+
+void Context::addRecvNode(const c10::intrusive_ptr<RecvRpcBackward>& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  recv_nodes_.emplace(node->messageId(),
+                      std::make_pair(node->peer(), c10::weak_intrusive_ptr<RecvRpcBackward>(node)));
+}
+
+void Context::removeRecvNode(int64_t message_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  recv_nodes_.erase(message_id);
 }
 
 void Context::addKnownWorker(int rank) {
@@ -77,12 +79,15 @@ std::shared_ptr<BackwardPass> Context::passFor(int64_t pass_id, const PassFactor
     throw DistError("another distributed backward pass is still running in context " +
                     std::to_string(id_));
   }
-  std::vector<c10::intrusive_ptr<SendRpcBackward>> send_nodes;
-  send_nodes.reserve(send_nodes_.size());
+  ContextGraph graph;
+  graph.send_nodes.reserve(send_nodes_.size());
   for (const auto& [id, node] : send_nodes_) {
-    send_nodes.push_back(node);
+    graph.send_nodes.push_back(node);
   }
-  pass_ = make(send_nodes);
+  for (const auto& [id, recv] : recv_nodes_) {
+    graph.recvs.push_back({recv.first, id, recv.second.lock()});
+  }
+  pass_ = make(graph);
   return pass_;
 }
 

@@ -20,7 +20,7 @@ constexpr int64_t kNoMessage = -1;
 
 // Records a send node over the tensors that require grad; returns its
 // message id (kNoMessage if none does) and their indices.
-int64_t recordSend(Context& context, const std::vector<at::Tensor>& tensors,
+int64_t recordSend(Context& context, int dst, const std::vector<at::Tensor>& tensors,
                    std::vector<c10::IValue>& indices) {
   std::vector<at::Tensor> recorded;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -33,13 +33,14 @@ int64_t recordSend(Context& context, const std::vector<at::Tensor>& tensors,
     return kNoMessage;
   }
   int64_t message_id = ContextContainer::get().newId();
-  context.addSendNode(message_id, c10::make_intrusive<SendRpcBackward>(recorded));
+  context.addSendNode(c10::make_intrusive<SendRpcBackward>(recorded, dst, message_id));
   return message_id;
 }
 
-void recordRecv(int64_t context_id, int peer, int64_t message_id,
+void recordRecv(Context& context, int peer, int64_t message_id,
                 const std::vector<at::Tensor>& tensors, const c10::IValue& indices) {
-  auto node = c10::make_intrusive<RecvRpcBackward>(context_id, peer, message_id);
+  auto node = c10::make_intrusive<RecvRpcBackward>(context.id(), peer, message_id);
+  context.addRecvNode(node);
   for (const auto& index : indices.toTupleRef().elements()) {
     int64_t i = index.toInt();
     TORCH_CHECK(i >= 0 && i < static_cast<int64_t>(tensors.size()),
@@ -61,7 +62,7 @@ class ContextScope : public rpc::CallScope {
 
   c10::IValue onSendResponse(int dst, const std::vector<at::Tensor>& tensors) override {
     std::vector<c10::IValue> indices;
-    int64_t message_id = recordSend(*context_, tensors, indices);
+    int64_t message_id = recordSend(*context_, dst, tensors, indices);
     if (message_id == kNoMessage) {
       return c10::IValue();
     }
@@ -88,7 +89,7 @@ c10::IValue RpcRecording::onSendRequest(int dst, const std::vector<at::Tensor>& 
   }
   context->addKnownWorker(dst);
   std::vector<c10::IValue> indices;
-  int64_t message_id = recordSend(*context, tensors, indices);
+  int64_t message_id = recordSend(*context, dst, tensors, indices);
   return c10::ivalue::Tuple::create({context_id, message_id, c10::ivalue::Tuple::create(std::move(indices))});
 }
 
@@ -102,7 +103,7 @@ std::shared_ptr<rpc::CallScope> RpcRecording::onReceiveRequest(
   int64_t message_id = fields.at(1).toInt();
   auto context = ContextContainer::get().retrieveOrCreate(context_id);
   if (message_id != kNoMessage) {
-    recordRecv(context_id, src, message_id, tensors, fields.at(2));
+    recordRecv(*context, src, message_id, tensors, fields.at(2));
   }
   return std::make_shared<ContextScope>(std::move(context));
 }
@@ -115,8 +116,8 @@ void RpcRecording::onReceiveResponse(int src, const c10::IValue& request_extensi
   }
   int64_t context_id = request_extension.toTupleRef().elements().at(0).toInt();
   const auto& fields = response_extension.toTupleRef().elements();
-  if (ContextContainer::get().retrieveOrNull(context_id)) {
-    recordRecv(context_id, src, fields.at(0).toInt(), tensors, fields.at(1));
+  if (auto context = ContextContainer::get().retrieveOrNull(context_id)) {
+    recordRecv(*context, src, fields.at(0).toInt(), tensors, fields.at(1));
   }
 }
 

@@ -4,7 +4,9 @@
 
 namespace distgrad::autograd {
 
-SendRpcBackward::SendRpcBackward(const std::vector<at::Tensor>& sent) {
+SendRpcBackward::SendRpcBackward(const std::vector<at::Tensor>& sent, int peer,
+                                 int64_t message_id)
+    : peer_(peer), message_id_(message_id) {
   for (const auto& t : sent) {
     add_input_metadata(t);
     add_next_edge(torch::autograd::impl::gradient_edge(t));

@@ -385,3 +385,8 @@ class SlowBackward(torch.autograd.Function):
 
 def slow_in_backward(t, seconds):
     return SlowBackward.apply(t * 2, seconds)
+
+
+def sum_of_ones_on(to, numel):
+    """Sends a tensor of numel ones to worker `to` and returns their sum from there."""
+    return rpc.rpc_sync(to, torch.sum, (torch.ones(numel),))

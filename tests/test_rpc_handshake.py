@@ -1,7 +1,9 @@
 """Connections that are not from a worker of the job: a worker drops them,
 logs why, and keeps serving everyone else. They cost it no thread, each has
 a deadline for its whole handshake, and a recorded handshake cannot be
-replayed. Raw sockets speak the wire format against 127.0.0.1."""
+replayed. A connection that proves it holds the key learns the worker's
+message limits, and a frame it starts must not stall. Raw sockets speak the
+wire format against 127.0.0.1."""
 
 import hashlib
 import hmac
@@ -21,7 +23,9 @@ from tests.checks import wait_for
 
 WORLD_SIZE = 3
 HANDSHAKE_TIMEOUT = 1.5
-CLUSTER_OPTIONS = {"env": {"DISTGRAD_HANDSHAKE_TIMEOUT": str(HANDSHAKE_TIMEOUT)}}
+FRAME_TIMEOUT = 1.0
+CLUSTER_OPTIONS = {"env": {"DISTGRAD_HANDSHAKE_TIMEOUT": str(HANDSHAKE_TIMEOUT),
+                           "DISTGRAD_FRAME_TIMEOUT": str(FRAME_TIMEOUT)}}
 
 # Frame header (operators/transport/frame.h): magic u32 | version u16 |
 # type u16 | id u64 | meta_len u32 | desc_len u32 | data_len u64, little-endian.
@@ -32,6 +36,11 @@ VERSION = 2
 HELLO, ACCEPT, CHALLENGE, PROOF = 1, 2, 6, 7
 NONCE_BYTES = 32
 NO_ARENA = struct.pack("<iiQ16s", -1, -1, 0, b"")
+# Message limits (frame.h FrameLimits: max metadata, max tensor data); the
+# workers here keep the defaults.
+LIMITS = struct.Struct("<QQ")
+DEFAULT_LIMITS = (0xFFFFFFFF, 16 << 30)
+REQUEST = 16
 
 
 def frame(type_, id_, meta=b"", *, magic=MAGIC, version=VERSION, meta_len=None, desc_len=0, data_len=0):
@@ -44,7 +53,7 @@ def hello(rank=0):
 
 
 def proof_meta(mac):
-    return struct.pack("<I", len(mac)) + mac + NO_ARENA
+    return struct.pack("<I", len(mac)) + mac + LIMITS.pack(*DEFAULT_LIMITS) + NO_ARENA
 
 
 def proof_mac(key_bytes, connector, acceptor, connector_nonce, acceptor_nonce):
@@ -250,3 +259,24 @@ def test_many_bad_connections_in_a_row(cluster):
             assert closed_without_reply(sock)
     assert_everyone_still_served()
     wait_for(lambda: cluster.log(2).count("it does not hold the job key") >= 20, 10, "20 refusals logged")
+
+
+def test_a_frame_that_stalls_is_dropped_without_losing_the_peer(cluster):
+    # With the key (as a worker of the job): the accept announces worker1's
+    # limits; a frame that stops halfway is dropped after FRAME_TIMEOUT.
+    assert_everyone_still_served()  # worker1's own connection from worker0 is up
+    key = rpc.api._job.rendezvous.key._key
+    with connect_to(1) as sock:
+        nonce, their_nonce = challenged(sock, rank=0)
+        sock.sendall(frame(PROOF, 0, proof_meta(proof_mac(key, 0, 1, nonce, their_nonce))))
+        type_, rank, meta = read_frame(sock)
+        assert (type_, rank) == (ACCEPT, 1)
+        assert LIMITS.unpack(meta[:LIMITS.size]) == DEFAULT_LIMITS
+        sock.sendall(frame(REQUEST, 1, meta_len=100) + b"x" * 10)
+        start = time.monotonic()
+        assert closed_without_reply(sock)
+        elapsed = time.monotonic() - start
+    assert FRAME_TIMEOUT - 0.1 <= elapsed < FRAME_TIMEOUT + 2.0
+    # That was not worker0's connection: worker0 is not lost.
+    assert_everyone_still_served()
+    assert rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.whoami)) == "worker0"

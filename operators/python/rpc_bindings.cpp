@@ -273,7 +273,8 @@ void initRpcBindings(py::module& m) {
       [](const std::string& name, int rank, int world_size,
          std::function<py::bytes(py::bytes)> mac, std::function<bool(py::bytes, py::bytes)> verify,
          int num_worker_threads, double timeout, const std::string& host,
-         uint64_t max_message_bytes, uint64_t shared_memory_bytes, double handshake_timeout) {
+         uint64_t max_message_bytes, uint64_t shared_memory_bytes, double handshake_timeout,
+         double frame_timeout) {
         rpc::AgentOptions options;
         options.name = name;
         options.rank = rank;
@@ -293,6 +294,7 @@ void initRpcBindings(py::module& m) {
         options.limits.max_meta_bytes = std::min<uint64_t>(max_message_bytes, UINT32_MAX);
         options.shared_memory_bytes = shared_memory_bytes;
         options.handshake_timeout_seconds = handshake_timeout;
+        options.frame_stall_timeout_seconds = frame_timeout;
         auto agent = std::make_shared<Agent>(options);
         autograd::install(*agent);
         auto functions = std::make_shared<PythonScriptFunctions>();

@@ -125,6 +125,7 @@ Agent::Agent(AgentOptions options)
   transport_options.name = options_.name;
   transport_options.auth = options_.auth;
   transport_options.handshake_timeout_seconds = options_.handshake_timeout_seconds;
+  transport_options.frame_stall_timeout_seconds = options_.frame_stall_timeout_seconds;
   transport_options.limits = options_.limits;
   transport_options.arena_bytes = options_.shared_memory_bytes;
   // A reader polling while pool threads compute would take a core from them
@@ -235,8 +236,15 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
     }
   }
   EncodedBody body = encodeRequestBody(request);
+  transport::FrameLimits limits;
   try {
-    transport::checkOutgoing(body.body.size(), body.wire_tensors, options_.limits);
+    limits = transport_->peerLimits(dst);  // connects first if needed
+  } catch (const std::exception&) {
+    future->setError(std::current_exception());
+    return future;
+  }
+  try {
+    transport::checkOutgoing(body.body.size(), body.wire_tensors, limits);
   } catch (const std::length_error& e) {
     TORCH_CHECK_VALUE(false, "cannot send to worker '", workers_[dst].name, "': ", e.what());
   }
@@ -547,7 +555,13 @@ void Agent::respond(int src, uint64_t id, Response response,
     std::vector<c10::IValue> rref_states;
     try {
       EncodedBody body = encodeResponseBody(response);
-      transport::checkOutgoing(body.body.size(), body.wire_tensors, options_.limits);
+      try {
+        transport::checkOutgoing(body.body.size(), body.wire_tensors,
+                                 transport_->peerLimits(src));
+      } catch (const std::length_error& e) {
+        throw std::length_error("cannot send the result to worker '" + workers_[src].name +
+                                "': " + e.what());
+      }
       c10::IValue extension = scope ? scope->onSendResponse(src, body.tensors) : c10::IValue();
       rref_states = rrefs_->fork(body.rrefs, src);
       message = assembleMessage(kResponseType, id, body, rref_states, extension);

@@ -38,6 +38,7 @@ struct AgentOptions {
   double default_timeout_seconds = 60.0;
   transport::Authenticator auth;  // the job key, for the connection handshakes
   double handshake_timeout_seconds = 10.0;
+  double frame_stall_timeout_seconds = 60.0;  // see transport::TransportOptions
   transport::FrameLimits limits;
   uint64_t shared_memory_bytes = 0;  // see transport::TransportOptions::arena_bytes
 };

@@ -259,15 +259,15 @@ bool Acceptor::advance(Pending& pending) {
         pending.got_hello = true;
         continue;
       }
-      ArenaInfo arena = decodeProof(frame, options_.auth, pending.rank, options_.rank,
-                                    pending.connector_nonce, pending.acceptor_nonce);
+      Proof proof = decodeProof(frame, options_.auth, pending.rank, options_.rank,
+                                pending.connector_nonce, pending.acceptor_nonce);
       if (!pending.received.empty()) {
         throw std::runtime_error("it sent more before being accepted");
       }
       int fd = pending.fd;
       pending.fd = -1;
       setBlocking(fd, true);
-      on_authenticated_(fd, pending.address, pending.rank, arena);
+      on_authenticated_(fd, pending.address, pending.rank, proof);
       return false;
     }
     return true;

@@ -37,7 +37,7 @@ class Acceptor {
   // address, of worker rank, whose arena is arena. The callee owns fd and
   // sends the accept frame.
   using OnAuthenticated =
-      std::function<void(int fd, const std::string& address, int rank, const ArenaInfo& arena)>;
+      std::function<void(int fd, const std::string& address, int rank, const Proof& proof)>;
   // Called at least once a second (housekeeping of the owner).
   using OnTick = std::function<void()>;
 

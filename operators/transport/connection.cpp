@@ -50,6 +50,11 @@ void Connection::setReceiveTimeout(double seconds) {
   ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
+void Connection::setFrameStallTimeout(double seconds) {
+  setReceiveTimeout(seconds);
+  frame_stall_timeout_seconds_ = seconds;
+}
+
 void Connection::setOwnArena(std::shared_ptr<LocalArena> arena, int peer) {
   own_arena_ = std::move(arena);
   peer_rank_ = peer;
@@ -198,7 +203,6 @@ size_t Connection::recvSome(char* data, size_t n) {
 }
 
 bool Connection::readExact(char* data, size_t n, bool may_end) {
-  constexpr size_t kBufferSize = 64 * 1024;
   size_t done = std::min(n, read_end_ - read_begin_);
   if (done > 0) {
     std::memcpy(data, read_buffer_.data() + read_begin_, done);
@@ -206,17 +210,18 @@ bool Connection::readExact(char* data, size_t n, bool may_end) {
   }
   while (done < n) {
     size_t got;
-    if (n - done >= kBufferSize / 2) {
-      got = recvSome(data + done, n - done);
-    } else {
-      read_buffer_.resize(kBufferSize);
-      got = recvSome(read_buffer_.data(), kBufferSize);
-      read_begin_ = 0;
-      read_end_ = got;
-      size_t take = std::min(got, n - done);
-      std::memcpy(data + done, read_buffer_.data(), take);
-      read_begin_ = take;
-      got = take;
+    try {
+      got = receiveSome(data + done, n - done);
+    } catch (const ReceiveTimeout&) {
+      if (frame_stall_timeout_seconds_ <= 0) {
+        throw;  // a handshake's own deadline
+      }
+      if (may_end && done == 0) {
+        continue;  // between frames: an idle peer
+      }
+      throw std::runtime_error("peer sent nothing for " +
+                               std::to_string(frame_stall_timeout_seconds_) +
+                               " seconds in the middle of a frame");
     }
     if (got == 0) {
       if (may_end && done == 0) {
@@ -229,6 +234,21 @@ bool Connection::readExact(char* data, size_t n, bool may_end) {
   return true;
 }
 
+size_t Connection::receiveSome(char* data, size_t n) {
+  constexpr size_t kBufferSize = 64 * 1024;
+  if (n >= kBufferSize / 2) {
+    return recvSome(data, n);
+  }
+  read_buffer_.resize(kBufferSize);
+  size_t got = recvSome(read_buffer_.data(), kBufferSize);
+  read_begin_ = 0;
+  read_end_ = got;
+  size_t take = std::min(got, n);
+  std::memcpy(data, read_buffer_.data(), take);
+  read_begin_ = take;
+  return take;
+}
+
 bool Connection::receive(Message& message, const FrameLimits& limits) {
   char header_bytes[FrameHeader::kSize];
   if (!readExact(header_bytes, sizeof(header_bytes), /*may_end=*/true)) {
@@ -238,8 +258,17 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
   validateHeader(header, limits);
   message.type = header.type;
   message.id = header.id;
-  message.meta.resize(header.meta_len);
-  readExact(message.meta.data(), header.meta_len, false);
+  // Grown as the bytes arrive: a header claiming more than follows commits
+  // no more memory than was received (tensor storage is only reserved, and
+  // committed page by page as it is written).
+  message.meta.clear();
+  constexpr size_t kMetaChunk = 1 << 20;
+  while (message.meta.size() < header.meta_len) {
+    size_t have = message.meta.size();
+    size_t next = std::min<size_t>(header.meta_len, std::max(2 * have, kMetaChunk));
+    message.meta.resize(next);
+    readExact(message.meta.data() + have, next - have, false);
+  }
   std::string descriptors(header.desc_len, '\0');
   readExact(descriptors.data(), header.desc_len, false);
   ArenaTensorFactory arena_tensor = [this](TensorLocation location, uint64_t offset,

@@ -51,6 +51,15 @@ class Connection {
 
   // Bounds how long receive() may block (0 = forever); used during handshake.
   void setReceiveTimeout(double seconds);
+  // After the handshake: receive() waits for a frame as long as it takes,
+  // but once a frame has started, a wait of more than seconds for its next
+  // bytes fails it (a peer that stalls mid-frame does not hold the reader
+  // forever). 0: no bound.
+  void setFrameStallTimeout(double seconds);
+
+  // What the peer accepts (announced in the handshake; set before use).
+  void setPeerLimits(const FrameLimits& limits) { peer_limits_ = limits; }
+  const FrameLimits& peerLimits() const { return peer_limits_; }
 
   // This worker's arena, and the rank of the peer (set once, before the
   // first frame is received): views of arena regions the peer sends back
@@ -81,6 +90,9 @@ class Connection {
   // that a small frame costs one recv() rather than one per part; large
   // ones go straight to their destination.
   bool readExact(char* data, size_t n, bool may_end);
+  // One read of at most n bytes into data, through read_buffer_ for small
+  // reads; returns the byte count (0 at end of stream).
+  size_t receiveSome(char* data, size_t n);
   // One recv() into data; returns the byte count (0 at end of stream).
   size_t recvSome(char* data, size_t n);
   void sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements);
@@ -93,6 +105,8 @@ class Connection {
   const int fd_;
   const std::string peer_address_;
   const PollGate may_poll_;
+  FrameLimits peer_limits_;
+  double frame_stall_timeout_seconds_ = 0;  // see setFrameStallTimeout
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
   // Set once before frames flow.

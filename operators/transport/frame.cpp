@@ -81,6 +81,23 @@ void validateHeader(const FrameHeader& h, const FrameLimits& limits) {
   }
 }
 
+std::string FrameLimits::encode() const {
+  std::string bytes(kEncodedSize, '\0');
+  std::memcpy(bytes.data(), &max_meta_bytes, sizeof(uint64_t));
+  std::memcpy(bytes.data() + sizeof(uint64_t), &max_data_bytes, sizeof(uint64_t));
+  return bytes;
+}
+
+FrameLimits FrameLimits::decode(const std::string& bytes) {
+  if (bytes.size() < kEncodedSize) {
+    throw std::runtime_error("malformed message limits");
+  }
+  FrameLimits limits;
+  std::memcpy(&limits.max_meta_bytes, bytes.data(), sizeof(uint64_t));
+  std::memcpy(&limits.max_data_bytes, bytes.data() + sizeof(uint64_t), sizeof(uint64_t));
+  return limits;
+}
+
 void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
                    const FrameLimits& limits) {
   uint64_t data = 0;
@@ -100,9 +117,9 @@ void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
   }
   if (meta_bytes > limits.max_meta_bytes || data > limits.max_data_bytes) {
     throw std::length_error("message of " + std::to_string(data + meta_bytes) +
-                            " bytes is larger than the maximum of " +
+                            " bytes is larger than the maximum it accepts, " +
                             std::to_string(limits.max_data_bytes) +
-                            " (DISTGRAD_MAX_MESSAGE_BYTES)");
+                            " (its DISTGRAD_MAX_MESSAGE_BYTES)");
   }
 }
 

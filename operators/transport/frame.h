@@ -41,6 +41,12 @@ struct FrameLimits {
   uint64_t max_data_bytes = 16ull << 30;
   static constexpr uint64_t kMaxDescBytes = 1ull << 20;
   static constexpr int kMaxDims = 64;
+
+  // Each side of a connection tells the other its limits in the handshake.
+  static constexpr size_t kEncodedSize = 2 * sizeof(uint64_t);
+  std::string encode() const;
+  // Throws std::runtime_error unless bytes starts with encoded limits.
+  static FrameLimits decode(const std::string& bytes);
 };
 
 // Throws std::runtime_error naming the first inconsistency (magic, version,
@@ -48,8 +54,9 @@ struct FrameLimits {
 void validateHeader(const FrameHeader& header, const FrameLimits& limits);
 
 // Throws std::length_error if a message with this much metadata and these
-// tensors is larger than a receiver with these limits accepts, so that a
-// sender fails the one call instead of getting its connection dropped.
+// tensors is larger than a receiver with these limits (its own, learnt in the
+// handshake) accepts, so that a sender fails the one call instead of getting
+// its connection dropped.
 void checkOutgoing(size_t meta_bytes, const std::vector<at::Tensor>& tensors,
                    const FrameLimits& limits);
 

@@ -93,7 +93,7 @@ std::string decodeChallenge(const Message& challenge, const Authenticator& auth,
 
 Message encodeProof(int rank, const Authenticator& auth, int acceptor_rank,
                     const std::string& connector_nonce, const std::string& acceptor_nonce,
-                    const ArenaInfo& arena) {
+                    const FrameLimits& limits, const ArenaInfo& arena) {
   Message m;
   m.type = kProof;
   m.id = static_cast<uint64_t>(rank);
@@ -101,13 +101,14 @@ Message encodeProof(int rank, const Authenticator& auth, int acceptor_rank,
   auto mac_len = static_cast<uint32_t>(mac.size());
   m.meta.assign(reinterpret_cast<const char*>(&mac_len), sizeof(mac_len));
   m.meta += mac;
+  m.meta += limits.encode();
   m.meta += arena.encode();
   return m;
 }
 
-ArenaInfo decodeProof(const Message& proof, const Authenticator& auth, int connector_rank,
-                      int acceptor_rank, const std::string& connector_nonce,
-                      const std::string& acceptor_nonce) {
+Proof decodeProof(const Message& proof, const Authenticator& auth, int connector_rank,
+                  int acceptor_rank, const std::string& connector_nonce,
+                  const std::string& acceptor_nonce) {
   expectType(proof, kProof, "a proof");
   uint32_t mac_len = 0;
   if (proof.id != static_cast<uint64_t>(connector_rank) || proof.meta.size() < sizeof(mac_len)) {
@@ -122,25 +123,32 @@ ArenaInfo decodeProof(const Message& proof, const Authenticator& auth, int conne
                    mac)) {
     throw std::runtime_error("it does not hold the job key");
   }
-  return ArenaInfo::decode(proof.meta.substr(sizeof(mac_len) + mac_len));
+  std::string rest = proof.meta.substr(sizeof(mac_len) + mac_len);
+  Proof decoded;
+  decoded.limits = FrameLimits::decode(rest);
+  decoded.arena = ArenaInfo::decode(rest.substr(FrameLimits::kEncodedSize));
+  return decoded;
 }
 
-Message encodeAccept(int rank, const ArenaInfo& arena, bool mapped_your_arena) {
+Message encodeAccept(int rank, const FrameLimits& limits, const ArenaInfo& arena,
+                     bool mapped_your_arena) {
   Message m;
   m.type = kAccept;
   m.id = static_cast<uint64_t>(rank);
-  m.meta = arena.encode() + (mapped_your_arena ? '\1' : '\0');
+  m.meta = limits.encode() + arena.encode() + (mapped_your_arena ? '\1' : '\0');
   return m;
 }
 
 Accept decodeAccept(const Message& accept) {
   expectType(accept, kAccept, "an accept");
-  if (accept.meta.empty()) {
+  if (accept.meta.size() < FrameLimits::kEncodedSize + 1) {
     throw std::runtime_error("malformed accept");
   }
   Accept decoded;
   decoded.rank = static_cast<int>(accept.id);
-  decoded.arena = ArenaInfo::decode(accept.meta.substr(0, accept.meta.size() - 1));
+  decoded.limits = FrameLimits::decode(accept.meta);
+  decoded.arena = ArenaInfo::decode(accept.meta.substr(
+      FrameLimits::kEncodedSize, accept.meta.size() - 1 - FrameLimits::kEncodedSize));
   decoded.mapped_your_arena = accept.meta.back() == '\1';
   return decoded;
 }

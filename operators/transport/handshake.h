@@ -1,5 +1,6 @@
 #pragma once
 
+#include "transport/frame.h"
 #include "transport/message.h"
 #include "transport/shared_arena.h"
 
@@ -23,15 +24,16 @@ struct Authenticator {
 //
 //   connector -> acceptor   hello      (its rank, nonce_c)
 //   acceptor  -> connector  challenge  (its rank, nonce_a, MAC_a)
-//   connector -> acceptor   proof      (MAC_c, its shared memory arena)
-//   acceptor  -> connector  accept     (its arena, whether it mapped the connector's)
+//   connector -> acceptor   proof      (MAC_c, its message limits, its shared memory arena)
+//   acceptor  -> connector  accept     (its limits, its arena, whether it mapped the connector's)
 //   connector -> acceptor   arena ready (whether it mapped the acceptor's)
 //
 // MAC_a = MAC("distgrad challenge" | acceptor rank | connector rank | nonce_c | nonce_a)
 // MAC_c = MAC("distgrad proof"     | connector rank | acceptor rank | nonce_c | nonce_a)
 //
 // Nothing about a worker (its arena) is sent before the other side has
-// proven it holds the key. Each side sends large tensors through its arena
+// proven it holds the key. Each side checks what it sends against the
+// limits the other announced (see checkOutgoing). Each side sends large tensors through its arena
 // only if the other side mapped it.
 enum ControlType : uint16_t {
   kHello = 1,
@@ -68,18 +70,24 @@ std::string decodeChallenge(const Message& challenge, const Authenticator& auth,
 
 Message encodeProof(int rank, const Authenticator& auth, int acceptor_rank,
                     const std::string& connector_nonce, const std::string& acceptor_nonce,
-                    const ArenaInfo& arena);
-// Returns the connector's arena after checking its MAC.
-ArenaInfo decodeProof(const Message& proof, const Authenticator& auth, int connector_rank,
-                      int acceptor_rank, const std::string& connector_nonce,
-                      const std::string& acceptor_nonce);
+                    const FrameLimits& limits, const ArenaInfo& arena);
+struct Proof {
+  FrameLimits limits;
+  ArenaInfo arena;
+};
+// Returns the connector's limits and arena after checking its MAC.
+Proof decodeProof(const Message& proof, const Authenticator& auth, int connector_rank,
+                  int acceptor_rank, const std::string& connector_nonce,
+                  const std::string& acceptor_nonce);
 
 struct Accept {
   int rank = 0;
+  FrameLimits limits;
   ArenaInfo arena;
   bool mapped_your_arena = false;
 };
-Message encodeAccept(int rank, const ArenaInfo& arena, bool mapped_your_arena);
+Message encodeAccept(int rank, const FrameLimits& limits, const ArenaInfo& arena,
+                     bool mapped_your_arena);
 Accept decodeAccept(const Message& accept);
 
 Message encodeArenaReady(bool mapped);

@@ -86,20 +86,23 @@ int Transport::listen(const std::string& host) {
   options.handshake_timeout_seconds = options_.handshake_timeout_seconds;
   acceptor_ = std::make_unique<Acceptor>(
       options,
-      [this](int fd, const std::string& address, int rank, const ArenaInfo& arena) {
-        onAuthenticated(fd, address, rank, arena);
+      [this](int fd, const std::string& address, int rank, const Proof& proof) {
+        onAuthenticated(fd, address, rank, proof);
       },
       [this] { reapFinishedReaders(); });
   return acceptor_->listen(host);
 }
 
 void Transport::onAuthenticated(int fd, const std::string& address, int rank,
-                                const ArenaInfo& peer_arena) {
+                                const Proof& proof) {
   auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
   try {
+    conn->setPeerLimits(proof.limits);
+    conn->setFrameStallTimeout(options_.frame_stall_timeout_seconds);
     conn->setOwnArena(arena_, rank);
-    bool mapped = mapPeerArena(conn, peer_arena);
-    conn->send(encodeAccept(options_.rank, arena_ ? arena_->info() : ArenaInfo(), mapped));
+    bool mapped = mapPeerArena(conn, proof.arena);
+    conn->send(encodeAccept(options_.rank, options_.limits,
+                            arena_ ? arena_->info() : ArenaInfo(), mapped));
   } catch (const std::exception& e) {
     logWarning(options_.name, "dropped connection from " + address + ": " + e.what());
     conn->close();
@@ -205,7 +208,7 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
       throw std::runtime_error("it closed the connection");
     }
     std::string peer_nonce = decodeChallenge(reply, options_.auth, rank, options_.rank, nonce);
-    conn->send(encodeProof(options_.rank, options_.auth, rank, nonce, peer_nonce,
+    conn->send(encodeProof(options_.rank, options_.auth, rank, nonce, peer_nonce, options_.limits,
                            arena_ ? arena_->info() : ArenaInfo()));
     if (!conn->receive(reply, handshakeLimits())) {
       throw std::runtime_error("it closed the connection (does it share our job key?)");
@@ -214,7 +217,8 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
     if (accept.rank != rank) {
       throw std::runtime_error("it answered as rank " + std::to_string(accept.rank));
     }
-    conn->setReceiveTimeout(0);
+    conn->setPeerLimits(accept.limits);
+    conn->setFrameStallTimeout(options_.frame_stall_timeout_seconds);
     conn->setOwnArena(arena_, rank);
     conn->send(encodeArenaReady(mapPeerArena(conn, accept.arena)));
     if (accept.mapped_your_arena) {

@@ -26,6 +26,9 @@ struct TransportOptions {
   double connect_timeout_seconds = 10.0;
   // Bounds each side's handshake of a new connection as a whole.
   double handshake_timeout_seconds = 10.0;
+  // How long a frame that has started may wait for its next bytes before
+  // its connection is dropped (see Connection::setFrameStallTimeout).
+  double frame_stall_timeout_seconds = 60.0;
   // Size of the shared memory through which large tensors go to peers on
   // the same machine (0: always send inline).
   uint64_t arena_bytes = 0;
@@ -82,6 +85,10 @@ class Transport {
   // errors): a worker that is gone is then known to be lost.
   void connectTo(int rank) { connectionTo(rank); }
 
+  // The limits of the messages rank accepts, as it announced them;
+  // connects first if needed (same errors as send()).
+  FrameLimits peerLimits(int rank) { return connectionTo(rank)->peerLimits(); }
+
   // Bytes of this worker's arena held by peers (0 without an arena).
   uint64_t sharedMemoryInUse() const { return arena_ ? arena_->bytesInUse() : 0; }
 
@@ -110,7 +117,7 @@ class Transport {
   std::shared_ptr<Connection> connectionTo(int rank);
   std::shared_ptr<Connection> connect(int rank);
   // Called on the acceptor's thread for a connection that authenticated.
-  void onAuthenticated(int fd, const std::string& address, int rank, const ArenaInfo& peer_arena);
+  void onAuthenticated(int fd, const std::string& address, int rank, const Proof& proof);
   // Starts conn's reader thread (which first registers conn for rank if
   // adopt_first); returns false, with conn closed, if no thread can be made.
   bool startReader(std::shared_ptr<Connection> conn, int rank, bool adopt_first);

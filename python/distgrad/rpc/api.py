@@ -79,6 +79,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
     max_message_bytes = _byte_setting("DISTGRAD_MAX_MESSAGE_BYTES", 16 << 30, minimum=1)
     shared_memory_bytes = _byte_setting("DISTGRAD_SHM_ARENA_BYTES", 1 << 30, minimum=0)
     handshake_timeout = _seconds_setting("DISTGRAD_HANDSHAKE_TIMEOUT", 10.0)
+    frame_timeout = _seconds_setting("DISTGRAD_FRAME_TIMEOUT", 60.0)
     method = parse_init_method(init_method)
     with _lock:
         if _job is not None or _C._agent_is_running():
@@ -95,7 +96,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
             advertised = rendezvous.local_address() if host == "0.0.0.0" else host
             listen_port = _C._agent_init(name, rank, world_size, rendezvous.key.mac, rendezvous.key.verify,
                                          num_worker_threads, float(timeout), host, max_message_bytes,
-                                         shared_memory_bytes, handshake_timeout)
+                                         shared_memory_bytes, handshake_timeout, frame_timeout)
             try:
                 names, addresses = rendezvous.exchange(name, f"{advertised}:{listen_port}")
                 _C._agent_start(names, addresses)
@@ -154,7 +155,9 @@ def _seconds_setting(variable, default):
     """A duration in seconds from the environment:
 
     DISTGRAD_HANDSHAKE_TIMEOUT: how long a new connection may take to prove
-    it belongs to the job before it is dropped. Default 10."""
+    it belongs to the job before it is dropped. Default 10.
+    DISTGRAD_FRAME_TIMEOUT: how long a peer may pause in the middle of a
+    message before its connection is dropped (and the peer lost). Default 60."""
     value = os.environ.get(variable)
     if value is None:
         return default

@@ -284,9 +284,18 @@ def rpc_sync(to, func, args=(), kwargs=None, timeout=-1.0):
     return _invoke(to, func, args, kwargs, timeout, None)
 
 
+class _Future(torch.futures.Future):
+    """The torch.futures.Future of rpc_async, whose wait() Ctrl-C can end
+    (torch's waits in C++ until the result comes)."""
+
+    def wait(self):
+        _C._wait_future(self)
+        return super().wait()
+
+
 def rpc_async(to, func, args=(), kwargs=None, timeout=-1.0):
     """Like rpc_sync, but returns a torch.futures.Future of the result at once."""
-    return _invoke(to, func, args, kwargs, timeout, torch.futures.Future())
+    return _invoke(to, func, args, kwargs, timeout, _Future())
 
 
 def remote(to: Any, func: Any, args: Any = (), kwargs: Optional[Dict[str, Any]] = None,

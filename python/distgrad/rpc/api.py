@@ -105,6 +105,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
                 # returns and makes calls.
                 rendezvous.barrier("joined", timeout, _C._agent_lost_peers, failure="init_rpc failed",
                                    probe=_C._agent_probe)
+                rendezvous.joined()
             except BaseException:
                 _job = None
                 _C._agent_shutdown()

@@ -10,5 +10,6 @@ void initErrorBindings(pybind11::module& m);
 void initRpcBindings(pybind11::module& m);
 void initRRefBindings(pybind11::module& m);
 void initAutogradBindings(pybind11::module& m);
+void initInterruptBindings(pybind11::module& m);
 
 }  // namespace distgrad::python

@@ -7,4 +7,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::python::initRpcBindings(m);
   distgrad::python::initRRefBindings(m);
   distgrad::python::initAutogradBindings(m);
+  distgrad::python::initInterruptBindings(m);
 }

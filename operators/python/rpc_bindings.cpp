@@ -1,6 +1,7 @@
 #include "autograd/dist_autograd.h"
 #include "common/errors.h"
 #include "python/gil.h"
+#include "python/interrupt.h"
 #include "python/bindings.h"
 #include "python/python_values.h"
 #include "rpc/agent.h"
@@ -102,8 +103,8 @@ class PythonScriptFunctions {
   std::unordered_map<std::string, torch::jit::Function*> resolved_;
 };
 
-// Sends the request. With no Python future, waits (without the GIL) and
-// returns the result; otherwise completes py_future from the agent's
+// Sends the request. With no Python future, waits (without the GIL, but
+// Ctrl-C ends the wait) and returns the result; otherwise completes py_future from the agent's
 // callback pool (never on a thread the runtime needs), converting the value
 // with decode if given.
 py::object invoke(int dst, Request request, double timeout, const py::object& py_future,
@@ -114,7 +115,7 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
     py::gil_scoped_release no_gil;
     result = agent->call(dst, std::move(request), timeout);
     if (py_future.is_none()) {
-      result->wait();
+      waitInterruptibly(result);
     }
   }
   if (py_future.is_none()) {
@@ -316,7 +317,11 @@ void initRpcBindings(py::module& m) {
       });
   m.def(
       "_agent_wait_idle",
-      [](double timeout) { return Agent::current()->waitUntilIdle(timeout); },
+      [](double timeout) {
+        auto agent = Agent::current();
+        return waitInterruptibly([&agent](double seconds) { return agent->waitUntilIdle(seconds); },
+                                 timeout);
+      },
       py::call_guard<py::gil_scoped_release>());
   m.def(
       "_agent_shutdown",

@@ -2,9 +2,12 @@
 rpc_async, remote)."""
 
 import atexit
+import ipaddress
 import numbers
 import os
+import socket
 import threading
+import warnings
 from typing import Any, Dict, NamedTuple, Optional
 
 import torch
@@ -93,7 +96,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
             # Only the interface that reaches the store: a local job listens
             # on loopback, out of reach of other hosts.
             host = os.environ.get("DISTGRAD_LISTEN_ADDR") or rendezvous.local_address()
-            advertised = rendezvous.local_address() if host == "0.0.0.0" else host
+            advertised = _advertised_address(rendezvous, host)
             listen_port = _C._agent_init(name, rank, world_size, rendezvous.key.mac, rendezvous.key.verify,
                                          num_worker_threads, float(timeout), host, max_message_bytes,
                                          shared_memory_bytes, handshake_timeout, frame_timeout)
@@ -106,12 +109,55 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
                 # returns and makes calls.
                 rendezvous.barrier("joined", timeout, _C._agent_lost_peers, failure="init_rpc failed",
                                    probe=_C._agent_probe)
+                rendezvous.joined()
             except BaseException:
                 _job = None
                 _C._agent_shutdown()
                 raise
         finally:
             rendezvous.forget_key_file()
+
+
+_warned_loopback = False
+
+
+def _advertised_address(rendezvous, listen_host):
+    """The address the other workers are told to reach this one at:
+    DISTGRAD_ADVERTISE_ADDR, else the one it listens on (the interface
+    towards the store when that is every interface). Warns, once, when that
+    is a loopback address though the store is on another host."""
+    global _warned_loopback
+    advertised = os.environ.get("DISTGRAD_ADVERTISE_ADDR")
+    if not advertised:
+        advertised = rendezvous.local_address() if listen_host == "0.0.0.0" else listen_host
+    if not _warned_loopback and _is_loopback(advertised) and _store_elsewhere(rendezvous.method):
+        _warned_loopback = True
+        warnings.warn(
+            f"worker {rendezvous.rank} will be reached at {advertised}, a loopback address, but the rendezvous "
+            f"store is at {rendezvous.where}, on another host: workers elsewhere cannot reach it. Set "
+            "DISTGRAD_ADVERTISE_ADDR to an address of this host the others reach (and DISTGRAD_LISTEN_ADDR to "
+            "that address or 0.0.0.0), or check that this host resolves its name to its network address",
+            stacklevel=3)
+    return advertised
+
+
+def _store_elsewhere(method):
+    """Whether the store is at a network address (not a file, not loopback,
+    not 0.0.0.0): other hosts may then take part in the job."""
+    if method.path is not None:
+        return False
+    try:
+        address = ipaddress.ip_address(socket.gethostbyname(method.host))
+    except (OSError, ValueError):
+        return False
+    return not (address.is_loopback or address.is_unspecified)
+
+
+def _is_loopback(host):
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
 
 
 def _from_environment(value, argument, variable):
@@ -287,9 +333,18 @@ def rpc_sync(to, func, args=(), kwargs=None, timeout=-1.0):
     return _invoke(to, func, args, kwargs, timeout, None)
 
 
+class _Future(torch.futures.Future):
+    """The torch.futures.Future of rpc_async, whose wait() Ctrl-C can end
+    (torch's waits in C++ until the result comes)."""
+
+    def wait(self):
+        _C._wait_future(self)
+        return super().wait()
+
+
 def rpc_async(to, func, args=(), kwargs=None, timeout=-1.0):
     """Like rpc_sync, but returns a torch.futures.Future of the result at once."""
-    return _invoke(to, func, args, kwargs, timeout, torch.futures.Future())
+    return _invoke(to, func, args, kwargs, timeout, _Future())
 
 
 def remote(to: Any, func: Any, args: Any = (), kwargs: Optional[Dict[str, Any]] = None,

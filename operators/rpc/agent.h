@@ -158,8 +158,6 @@ class Agent : public std::enable_shared_from_this<Agent> {
   ThreadPool& pool() { return pool_; }
   // Where futures handed to users are completed (see CallbackPool).
   CallbackPool& callbacks() { return callbacks_; }
-  // Launches TorchScript continuations and forks on the pool.
-  const torch::jit::TaskLauncher& taskLauncher() const { return task_launcher_; }
 
   // Blocks until no call from here is pending and no request is being served
   // here, or until timeout_seconds (0 = no limit) pass. Returns whether idle.

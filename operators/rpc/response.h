@@ -15,8 +15,6 @@ namespace distgrad::rpc {
 
 constexpr uint16_t kResponseType = transport::Message::kFirstUserType + 1;
 
-// The outcome of a request: a value, or an error described by the type name
-// of the exception, its message and the worker that first raised it.
 // Names exceptions the rpc layer cannot classify itself (Python exceptions
 // carried through C++): returns (type name, message), or nothing to let the
 // default apply. Set once by the Python bindings.
@@ -24,6 +22,8 @@ using ExceptionDescriber =
     std::function<std::optional<std::pair<std::string, std::string>>(const std::exception&)>;
 void setExceptionDescriber(ExceptionDescriber describer);
 
+// The outcome of a request: a value, or an error described by the type name
+// of the exception, its message and the worker that first raised it.
 struct Response {
   bool ok = true;
   c10::IValue value;

@@ -146,33 +146,41 @@ std::shared_ptr<Connection> Transport::connectionTo(int rank) {
   if (auto conn = usable()) {
     return conn;
   }
-  std::lock_guard<std::mutex> connecting(peer.connect_mu);
-  if (auto conn = usable()) {
-    return conn;
-  }
-  std::shared_ptr<Connection> conn;
-  try {
-    conn = connect(rank);
-  } catch (const DistNetworkError& e) {
-    // Its address was published at rendezvous: a worker we cannot reach
-    // (refused, or failing the handshake) is gone. One that is only slow
-    // (DistTimeoutError) is not.
-    peerFailed(rank, e.what());
-    throw;
-  }
-  if (!adopt(rank, conn)) {
-    conn->close();
-    return usable();  // throws: the peer was lost meanwhile
-  }
-  if (!startReader(conn, rank, /*adopt=*/false)) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (peer.conn == conn) {
-      peer.conn.reset();
+  std::string unreachable;
+  {
+    std::lock_guard<std::mutex> connecting(peer.connect_mu);
+    if (auto conn = usable()) {
+      return conn;
     }
-    throw DistNetworkError("cannot read from " + describe(rank) + ": no thread for its connection");
+    std::shared_ptr<Connection> conn;
+    try {
+      conn = connect(rank);
+    } catch (const DistNetworkError& e) {
+      // Its address was published at rendezvous: a worker we cannot reach
+      // (refused, or failing the handshake) is gone. One that is only slow
+      // (DistTimeoutError) is not.
+      unreachable = e.what();
+    }
+    if (conn) {
+      if (!adopt(rank, conn)) {
+        conn->close();
+        return usable();  // throws: the peer was lost meanwhile
+      }
+      if (!startReader(conn, rank, /*adopt=*/false)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (peer.conn == conn) {
+          peer.conn.reset();
+        }
+        throw DistNetworkError("cannot read from " + describe(rank) +
+                               ": no thread for its connection");
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      return peer.conn;
+    }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  return peer.conn;
+  // Not under connect_mu: peerFailed runs the on_peer_lost callback.
+  peerFailed(rank, unreachable);
+  throw DistNetworkError(unreachable);
 }
 
 std::shared_ptr<Connection> Transport::connect(int rank) {

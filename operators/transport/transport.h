@@ -101,7 +101,9 @@ class Transport {
 
  private:
   struct Peer {
-    std::mutex connect_mu;  // held while connecting to this peer
+    // Held while connecting to this peer. Lock order: connect_mu, then mu_;
+    // no callback (on_message, on_peer_lost) runs under either.
+    std::mutex connect_mu;
     // The rest is guarded by Transport::mu_.
     std::shared_ptr<Connection> conn;  // used for sends
     bool lost = false;

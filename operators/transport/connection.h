@@ -1,5 +1,6 @@
 #pragma once
 
+#include "transport/arena_channel.h"
 #include "transport/frame.h"
 #include "transport/message.h"
 #include "transport/shared_arena.h"
@@ -61,23 +62,9 @@ class Connection {
   void setPeerLimits(const FrameLimits& limits) { peer_limits_ = limits; }
   const FrameLimits& peerLimits() const { return peer_limits_; }
 
-  // This worker's arena, and the rank of the peer (set once, before the
-  // first frame is received): views of arena regions the peer sends back
-  // arrive as views again, with no copy.
-  void setOwnArena(std::shared_ptr<LocalArena> arena, int peer);
-
-  // The peer mapped our arena: from now on, send() passes tensors of
-  // kArenaMinBytes or more through it instead of inline.
-  void enableArenaSends();
-
-  // Tensors the peer places in its arena are received as views of peer's
-  // mapping; when one is freed, release(offset) is called (on the freeing
-  // thread; it must not block). Set before the first frame is received.
-  // Tensors that are such views are sent back to the peer as references.
-  void setPeerArena(std::shared_ptr<PeerArena> peer, std::function<void(uint64_t)> release);
-
-  // Smaller tensors are cheaper to send inline.
-  static constexpr uint64_t kArenaMinBytes = 64 * 1024;
+  // Where large tensors travel when the peer shares this machine; set up
+  // during the handshake, before frames flow.
+  ArenaChannel& arena() { return arena_; }
 
   // Shuts the socket down in both directions. Idempotent.
   void close();
@@ -96,11 +83,6 @@ class Connection {
   // One recv() into data; returns the byte count (0 at end of stream).
   size_t recvSome(char* data, size_t n);
   void sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements);
-  // Decides where each tensor travels: views of the peer's arena go back
-  // as references, large tensors are copied into our arena, the rest inline.
-  std::vector<TensorPlacement> placeInArenas(const std::vector<at::Tensor>& tensors);
-  at::Tensor viewOfArena(TensorLocation location, uint64_t offset, uint64_t nbytes,
-                         c10::IntArrayRef sizes, c10::ScalarType dtype);
 
   const int fd_;
   const std::string peer_address_;
@@ -109,13 +91,7 @@ class Connection {
   double frame_stall_timeout_seconds_ = 0;  // see setFrameStallTimeout
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
-  // Set once before frames flow.
-  std::shared_ptr<LocalArena> own_arena_;
-  int peer_rank_ = -1;
-  std::atomic<bool> arena_sends_{false};  // set by enableArenaSends, from any thread
-  // Set once before the first receive(); used by the reader thread.
-  std::shared_ptr<PeerArena> peer_arena_;
-  std::function<void(uint64_t)> release_peer_region_;
+  ArenaChannel arena_;
   // Bytes received but not consumed yet; only the reader thread touches them.
   std::vector<char> read_buffer_;
   size_t read_begin_ = 0;

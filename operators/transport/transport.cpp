@@ -99,7 +99,7 @@ void Transport::onAuthenticated(int fd, const std::string& address, int rank,
   try {
     conn->setPeerLimits(proof.limits);
     conn->setFrameStallTimeout(options_.frame_stall_timeout_seconds);
-    conn->setOwnArena(arena_, rank);
+    conn->arena().setOwnArena(arena_, rank);
     bool mapped = mapPeerArena(conn, proof.arena);
     conn->send(encodeAccept(options_.rank, options_.limits,
                             arena_ ? arena_->info() : ArenaInfo(), mapped));
@@ -227,10 +227,10 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
     }
     conn->setPeerLimits(accept.limits);
     conn->setFrameStallTimeout(options_.frame_stall_timeout_seconds);
-    conn->setOwnArena(arena_, rank);
+    conn->arena().setOwnArena(arena_, rank);
     conn->send(encodeArenaReady(mapPeerArena(conn, accept.arena)));
     if (accept.mapped_your_arena) {
-      conn->enableArenaSends();
+      conn->arena().enableSends();
     }
   } catch (const ReceiveTimeout&) {
     // A peer slow to answer (stopped, overloaded) is not lost: this call
@@ -332,7 +332,7 @@ bool Transport::mapPeerArena(const std::shared_ptr<Connection>& conn, const Aren
   if (!peer_arena) {
     return false;
   }
-  conn->setPeerArena(std::move(peer_arena), releases_.sinkFor(conn));
+  conn->arena().setPeerArena(std::move(peer_arena), releases_.sinkFor(conn));
   return true;
 }
 
@@ -340,7 +340,7 @@ void Transport::onControlFrame(int rank, Connection& conn, const Message& messag
   switch (message.type) {
     case kArenaReady:
       if (message.id == 1) {
-        conn.enableArenaSends();
+        conn.arena().enableSends();
       }
       return;
     case kArenaRelease:

@@ -10,42 +10,31 @@ namespace py = pybind11;
 
 namespace {
 
-// Python classes distgrad.errors.*, looked up once when _C is imported and
-// kept for the life of the process.
-struct ErrorClasses {
+// What distgrad.errors provides, looked up once when _C is imported and kept
+// for the life of the process: its classes, and the table of the names
+// exceptions travel under (travelling_name, class_for_travelling_name),
+// which Python calls use too.
+struct Errors {
   PyObject* dist_error;
   PyObject* network_error;
   PyObject* timeout_error;
+  PyObject* travelling_name;
+  PyObject* class_for_travelling_name;
 };
 
-ErrorClasses& errorClasses() {
-  static ErrorClasses classes = [] {
-    py::module errors = py::module::import("distgrad.errors");
-    return ErrorClasses{py::object(errors.attr("DistError")).release().ptr(),
-                        py::object(errors.attr("DistNetworkError")).release().ptr(),
-                        py::object(errors.attr("DistTimeoutError")).release().ptr()};
+Errors& errors() {
+  static Errors found = [] {
+    py::module module = py::module::import("distgrad.errors");
+    auto keep = [&](const char* name) { return py::object(module.attr(name)).release().ptr(); };
+    return Errors{keep("DistError"), keep("DistNetworkError"), keep("DistTimeoutError"),
+                  keep("travelling_name"), keep("class_for_travelling_name")};
   }();
-  return classes;
+  return found;
 }
 
-// The class a remote error is raised as: a distgrad error, a Python built-in
-// exception of that name, or RuntimeError.
 PyObject* classForRemote(const std::string& type_name) {
-  auto& classes = errorClasses();
-  if (type_name == "DistError") return classes.dist_error;
-  if (type_name == "DistNetworkError") return classes.network_error;
-  if (type_name == "DistTimeoutError") return classes.timeout_error;
-  py::module builtins = py::module::import("builtins");
-  if (py::hasattr(builtins, type_name.c_str())) {
-    py::object cls = builtins.attr(type_name.c_str());
-    // Exception subclasses only: a SystemExit or KeyboardInterrupt raised
-    // on another worker must not end or interrupt this one.
-    if (PyType_Check(cls.ptr()) && PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()),
-                                                    reinterpret_cast<PyTypeObject*>(PyExc_Exception))) {
-      return cls.ptr();  // builtins keeps it alive
-    }
-  }
-  return PyExc_RuntimeError;
+  py::object cls = py::reinterpret_borrow<py::object>(errors().class_for_travelling_name)(type_name);
+  return cls.ptr();  // a class kept alive by its module
 }
 
 // Raises e as its class, built from the message alone; a class that cannot
@@ -66,24 +55,24 @@ void raiseRemote(const RemoteError& e) {
 }  // namespace
 
 // Python exceptions raised inside C++ (for example by a Python autograd
-// Function's backward during distributed backward) keep their type name
-// when they travel to another worker, if it is a built-in one.
+// Function's backward during distributed backward) travel under the name
+// distgrad.errors gives them.
 std::optional<std::pair<std::string, std::string>> describePythonError(const std::exception& e) {
   const auto* error = dynamic_cast<const python_error*>(&e);
   if (!error || !error->type) {
     return std::nullopt;
   }
   py::gil_scoped_acquire gil;
-  py::handle type(error->type);
-  if (py::str(type.attr("__module__")).cast<std::string>() != "builtins") {
+  py::object name =
+      py::reinterpret_borrow<py::object>(errors().travelling_name)(py::handle(error->type));
+  if (name.is_none()) {
     return std::nullopt;
   }
-  return std::make_pair(py::str(type.attr("__name__")).cast<std::string>(),
-                        std::string(error->what()));
+  return std::make_pair(name.cast<std::string>(), std::string(error->what()));
 }
 
 void initErrorBindings(py::module& m) {
-  errorClasses();
+  errors();
   rpc::setExceptionDescriber(&describePythonError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -93,11 +82,11 @@ void initErrorBindings(py::module& m) {
     } catch (const RemoteError& e) {
       raiseRemote(e);
     } catch (const DistTimeoutError& e) {
-      PyErr_SetString(errorClasses().timeout_error, e.what());
+      PyErr_SetString(errors().timeout_error, e.what());
     } catch (const DistNetworkError& e) {
-      PyErr_SetString(errorClasses().network_error, e.what());
+      PyErr_SetString(errors().network_error, e.what());
     } catch (const DistError& e) {
-      PyErr_SetString(errorClasses().dist_error, e.what());
+      PyErr_SetString(errors().dist_error, e.what());
     }
   });
 }

@@ -12,7 +12,8 @@ namespace distgrad::rpc {
 
 namespace {
 
-// Names the Python exception type the caller should raise for e.
+// Names the Python exception type the caller should raise for e (names of
+// the table in python/distgrad/errors.py).
 std::string pythonTypeName(const std::exception& e) {
   if (dynamic_cast<const DistTimeoutError*>(&e)) return "DistTimeoutError";
   if (dynamic_cast<const DistNetworkError*>(&e)) return "DistNetworkError";

@@ -9,6 +9,7 @@ import traceback
 
 import torch
 
+from . import errors
 from .rpc import functions
 from .rpc.rref import RRef, ScriptRRef
 
@@ -107,12 +108,10 @@ def finish(result, keep_value):
 
 
 def _describe(error):
-    """(type name, message) for the caller: built-in and distgrad exception
-    types keep their name, others become RuntimeError naming their class."""
+    """(type name, message) for the caller (see errors.travelling_name)."""
     cls = type(error)
     remote_traceback = "".join(traceback.format_exception(error)).rstrip()
-    # SystemExit, KeyboardInterrupt, ...: a callee's, not a reason for the
-    # caller to exit.
-    if cls.__module__ in ("builtins", "distgrad.errors") and issubclass(cls, Exception):
-        return cls.__name__, f"{error}\n\nRemote traceback:\n{remote_traceback}"
+    name = errors.travelling_name(cls)
+    if name is not None:
+        return name, f"{error}\n\nRemote traceback:\n{remote_traceback}"
     return "RuntimeError", f"{cls.__module__}.{cls.__qualname__}: {error}\n\nRemote traceback:\n{remote_traceback}"

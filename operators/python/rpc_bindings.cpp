@@ -123,6 +123,22 @@ void initRpcBindings(py::module& m) {
     Agent::current()->setServingState(on ? std::make_shared<const at::ThreadLocalState>() : nullptr);
   });
   m.def("_rank_of", &rankOf);
+  // The worker table lives in the agent only; Python asks it.
+  m.def("_agent_worker", [](const py::object& to) {
+    const auto& info = Agent::current()->worker(rankOf(to));
+    return std::make_pair(info.name, info.rank);
+  });
+  m.def("_agent_self", [] {
+    const auto& info = Agent::current()->self();
+    return std::make_pair(info.name, info.rank);
+  });
+  m.def("_agent_workers", [] {
+    std::vector<std::pair<std::string, int>> workers;
+    for (const auto& info : Agent::current()->workers()) {
+      workers.emplace_back(info.name, info.rank);
+    }
+    return workers;
+  });
 
   // A call is built by one of the *_request functions, then sent by
   // _invoke (rpc_sync, rpc_async) or _remote.

@@ -35,12 +35,11 @@ class WorkerInfo(NamedTuple):
 
 
 class _Job:
-    """What init_rpc set up in this process."""
+    """What init_rpc set up in this process (the workers themselves are known
+    to the agent only: see get_worker_info)."""
 
-    def __init__(self, rendezvous, workers, me):
+    def __init__(self, rendezvous):
         self.rendezvous = rendezvous
-        self.workers = workers
-        self.me = me
         self.shutting_down = False
 
 
@@ -86,10 +85,9 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
     method = parse_init_method(init_method)
     with _lock:
         if _job is not None or _C._agent_is_running():
-            raise RuntimeError(
-                f"init_rpc() was already called in this process (as worker {_job.me.name!r}); "
-                "call shutdown() before initializing again"
-            )
+            as_worker = f" (as worker {_C._agent_self()[0]!r})" if _job is not None else ""
+            raise RuntimeError(f"init_rpc() was already called in this process{as_worker}; "
+                               "call shutdown() before initializing again")
         rendezvous = Rendezvous(method, rank, world_size, timeout)
         try:
             rendezvous.join_key()
@@ -103,8 +101,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None, rpc_backend_options=N
             try:
                 names, addresses = rendezvous.exchange(name, f"{advertised}:{listen_port}")
                 _C._agent_start(names, addresses)
-                workers = [WorkerInfo(n, r) for r, n in enumerate(names)]
-                _job = _Job(rendezvous, workers, workers[rank])
+                _job = _Job(rendezvous)
                 # Every worker knows the job (in C++ and here) before any
                 # returns and makes calls.
                 rendezvous.barrier("joined", timeout, _C._agent_lost_peers, failure="init_rpc failed",
@@ -226,14 +223,12 @@ def _require_job():
 def get_worker_info(worker_name=None):
     """The WorkerInfo of the worker called ``worker_name``, or of this worker
     when it is None."""
-    job = _require_job()
+    _require_job()
     if worker_name is None:
-        return job.me
-    for info in job.workers:
-        if info.name == worker_name:
-            return info
-    known = ", ".join(w.name for w in job.workers)
-    raise ValueError(f"unknown worker {worker_name!r} (the workers are: {known})")
+        return WorkerInfo(*_C._agent_self())
+    if not isinstance(worker_name, str):
+        raise TypeError(f"worker_name must be a str, got {type(worker_name).__name__}")
+    return WorkerInfo(*_C._agent_worker(worker_name))
 
 
 def get_rpc_timeout():
@@ -252,12 +247,14 @@ def _set_rpc_timeout(rpc_timeout):
 
 
 def _worker_of_rank(rank):
-    return _require_job().workers[rank]
+    _require_job()
+    return WorkerInfo(*_C._agent_worker(rank))
 
 
 def get_worker_infos():
     """The WorkerInfo of every worker, by rank."""
-    return list(_require_job().workers)
+    _require_job()
+    return [WorkerInfo(*info) for info in _C._agent_workers()]
 
 
 def _rank(to):
@@ -300,7 +297,7 @@ def _invoke(to, func, args, kwargs, timeout, future):
 
 
 def _event_name(kind, func, dst):
-    return f"rpc_{kind}#{profiling.func_name(func)}({_require_job().me.name} -> {_worker_of_rank(dst).name})"
+    return f"rpc_{kind}#{profiling.func_name(func)}({get_worker_info().name} -> {_worker_of_rank(dst).name})"
 
 
 def _invoke_profiled(dst, func, request, decode, timeout, future):

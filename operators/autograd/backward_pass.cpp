@@ -1,7 +1,6 @@
 #include "autograd/backward_pass.h"
 
 #include "common/errors.h"
-#include "rpc/response.h"
 
 #include <ATen/ops/ones_like.h>
 #include <c10/core/GradMode.h>
@@ -243,7 +242,7 @@ void BackwardPass::drain(const std::shared_ptr<Task>& task,
       execute(task, std::move(ready));
     } catch (...) {
       // Errors of this worker's nodes carry its name to the initiator.
-      fail(task, rpc::Response::fromException(std::current_exception(), worker_name_).toException());
+      fail(task, std::make_exception_ptr(RemoteError::describe(std::current_exception(), worker_name_)));
       return;
     }
   }

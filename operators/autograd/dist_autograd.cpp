@@ -4,6 +4,7 @@
 #include "autograd/context_container.h"
 #include "autograd/current_context.h"
 #include "autograd/dist_engine.h"
+#include "autograd/installed_agent.h"
 #include "autograd/messages.h"
 #include "autograd/rpc_recording.h"
 #include "common/errors.h"
@@ -17,7 +18,7 @@ namespace {
 // peers.
 void releaseEverywhere(int64_t context_id) {
   auto context = ContextContainer::get().release(context_id);
-  auto agent = rpc::Agent::currentOrNull();
+  auto agent = installedAgent();
   if (!context || !agent) {
     return;
   }
@@ -36,6 +37,7 @@ void releaseEverywhere(int64_t context_id) {
 }  // namespace
 
 void install(rpc::Agent& agent) {
+  setInstalledAgent(agent.shared_from_this());
   ContextContainer::get().setRank(agent.rank());
   agent.setCallHooks(std::make_shared<RpcRecording>());
   DistEngine::install(agent);
@@ -59,6 +61,7 @@ void install(rpc::Agent& agent) {
 
 void uninstall() {
   ContextContainer::get().clear();
+  setInstalledAgent(nullptr);
 }
 
 int64_t enterContext() {

@@ -1,6 +1,7 @@
 #include "autograd/dist_engine.h"
 
 #include "autograd/context_container.h"
+#include "autograd/installed_agent.h"
 #include "autograd/messages.h"
 
 #include "common/errors.h"
@@ -24,7 +25,11 @@ FuturePtr sendMessage(int peer, PropagateGradients message, double timeout_secon
   request.kind = rpc::CallKind::kInternal;
   request.target = PropagateGradients::kHandler;
   request.args = message.toArgs();
-  return rpc::Agent::current()->call(peer, std::move(request), timeout_seconds);
+  auto agent = installedAgent();
+  if (!agent) {
+    throw DistError("distgrad RPC has been shut down on this worker");
+  }
+  return agent->call(peer, std::move(request), timeout_seconds);
 }
 
 std::shared_ptr<BackwardPass> makePass(int64_t pass_id, bool retain_graph,
@@ -32,11 +37,16 @@ std::shared_ptr<BackwardPass> makePass(int64_t pass_id, bool retain_graph,
                                        const std::shared_ptr<Context>& context,
                                        const torch::autograd::edge_list& root_edges,
                                        const ContextGraph& graph) {
-  auto agent = rpc::Agent::currentOrNull();
+  auto agent = installedAgent();
   int rank = agent ? agent->rank() : 0;
   std::string worker = agent ? agent->self().name : "local";
-  auto offload = [](std::function<void()> work) {
-    rpc::Agent::current()->pool().run(std::move(work));
+  // The pool of the agent the pass started with.
+  auto offload = [weak = std::weak_ptr<rpc::Agent>(agent)](std::function<void()> work) {
+    auto agent = weak.lock();
+    if (!agent) {
+      throw DistError("distgrad RPC has been shut down on this worker");
+    }
+    agent->pool().run(std::move(work));
   };
   auto send = [timeout_seconds](int peer, PropagateGradients message) {
     return sendMessage(peer, std::move(message), timeout_seconds);
@@ -46,7 +56,7 @@ std::shared_ptr<BackwardPass> makePass(int64_t pass_id, bool retain_graph,
 }
 
 std::string workerName(int rank) {
-  auto agent = rpc::Agent::currentOrNull();
+  auto agent = installedAgent();
   return agent ? agent->worker(rank).name : "rank " + std::to_string(rank);
 }
 
@@ -128,7 +138,7 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
                           bool retain_graph, double timeout_seconds) {
   checkRoots(roots);
   if (timeout_seconds < 0) {
-    auto agent = rpc::Agent::currentOrNull();
+    auto agent = installedAgent();
     timeout_seconds = agent ? agent->defaultTimeout() : 0;
   }
   auto context = ContextContainer::get().retrieve(context_id);

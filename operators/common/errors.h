@@ -1,7 +1,11 @@
 #pragma once
 
+#include <exception>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace distgrad {
 
@@ -35,6 +39,10 @@ class RemoteError : public std::runtime_error {
         message_(std::move(message)),
         worker_(std::move(worker)) {}
 
+  // The exception in eptr as it travels: errors that came from another
+  // worker keep that worker's name, others are attributed to worker.
+  static RemoteError describe(std::exception_ptr eptr, const std::string& worker);
+
   const std::string& typeName() const { return type_name_; }
   const std::string& message() const { return message_; }
   const std::string& worker() const { return worker_; }
@@ -49,5 +57,12 @@ class RemoteError : public std::runtime_error {
   std::string message_;
   std::string worker_;
 };
+
+// Names exceptions the runtime cannot classify itself (Python exceptions
+// carried through C++): returns (type name, message), or nothing to let the
+// default apply. Set once by the Python bindings.
+using ExceptionDescriber =
+    std::function<std::optional<std::pair<std::string, std::string>>(const std::exception&)>;
+void setExceptionDescriber(ExceptionDescriber describer);
 
 }  // namespace distgrad

@@ -73,7 +73,7 @@ std::optional<std::pair<std::string, std::string>> describePythonError(const std
 
 void initErrorBindings(py::module& m) {
   errors();
-  rpc::setExceptionDescriber(&describePythonError);
+  setExceptionDescriber(&describePythonError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) {

@@ -3,74 +3,17 @@
 #include "common/errors.h"
 #include "rpc/wire.h"
 
-#include <c10/util/Exception.h>
-#include <c10/util/Type.h>
-
 #include <stdexcept>
 
 namespace distgrad::rpc {
 
-namespace {
-
-// Names the Python exception type the caller should raise for e (names of
-// the table in python/distgrad/errors.py).
-std::string pythonTypeName(const std::exception& e) {
-  if (dynamic_cast<const DistTimeoutError*>(&e)) return "DistTimeoutError";
-  if (dynamic_cast<const DistNetworkError*>(&e)) return "DistNetworkError";
-  if (dynamic_cast<const DistError*>(&e)) return "DistError";
-  if (dynamic_cast<const c10::ValueError*>(&e)) return "ValueError";
-  if (dynamic_cast<const c10::TypeError*>(&e)) return "TypeError";
-  if (dynamic_cast<const c10::IndexError*>(&e)) return "IndexError";
-  if (dynamic_cast<const c10::NotImplementedError*>(&e)) return "NotImplementedError";
-  if (dynamic_cast<const c10::LinAlgError*>(&e)) return "RuntimeError";
-  if (dynamic_cast<const std::bad_alloc*>(&e)) return "MemoryError";
-  return "RuntimeError";
-}
-
-ExceptionDescriber& exceptionDescriber() {
-  static ExceptionDescriber describer;
-  return describer;
-}
-
-}  // namespace
-
-void setExceptionDescriber(ExceptionDescriber describer) {
-  exceptionDescriber() = std::move(describer);
-}
-
 Response Response::fromException(std::exception_ptr eptr, const std::string& worker) {
+  RemoteError error = RemoteError::describe(std::move(eptr), worker);
   Response r;
   r.ok = false;
-  try {
-    std::rethrow_exception(eptr);
-  } catch (const RemoteError& e) {
-    r.error_type = e.typeName();
-    r.error_message = e.message();
-    r.error_worker = e.worker().empty() ? worker : e.worker();
-  } catch (const c10::Error& e) {
-    r.error_type = pythonTypeName(e);
-    r.error_message = e.what_without_backtrace();
-    r.error_worker = worker;
-  } catch (const std::exception& e) {
-    if (exceptionDescriber()) {
-      if (auto described = exceptionDescriber()(e)) {
-        r.error_type = described->first;
-        r.error_message = described->second;
-        r.error_worker = worker;
-        return r;
-      }
-    }
-    r.error_type = pythonTypeName(e);
-    r.error_message = e.what();
-    if (r.error_message == "std::exception") {
-      r.error_message = c10::demangle(typeid(e).name());  // says more than what() here
-    }
-    r.error_worker = worker;
-  } catch (...) {
-    r.error_type = "RuntimeError";
-    r.error_message = "unknown C++ exception";
-    r.error_worker = worker;
-  }
+  r.error_type = error.typeName();
+  r.error_message = error.message();
+  r.error_worker = error.worker();
   return r;
 }
 

@@ -15,13 +15,6 @@ namespace distgrad::rpc {
 
 constexpr uint16_t kResponseType = transport::Message::kFirstUserType + 1;
 
-// Names exceptions the rpc layer cannot classify itself (Python exceptions
-// carried through C++): returns (type name, message), or nothing to let the
-// default apply. Set once by the Python bindings.
-using ExceptionDescriber =
-    std::function<std::optional<std::pair<std::string, std::string>>(const std::exception&)>;
-void setExceptionDescriber(ExceptionDescriber describer);
-
 // The outcome of a request: a value, or an error described by the type name
 // of the exception, its message and the worker that first raised it.
 struct Response {
@@ -32,8 +25,7 @@ struct Response {
   std::string error_worker;
   c10::IValue extension;  // set by CallHooks; opaque to the rpc layer
 
-  // Describes the exception in eptr; errors that came from another worker
-  // keep that worker's name, others are attributed to worker.
+  // The exception in eptr as RemoteError::describe gives it.
   static Response fromException(std::exception_ptr eptr, const std::string& worker);
   // The error as an exception to raise on the caller.
   std::exception_ptr toException() const;

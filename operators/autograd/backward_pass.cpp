@@ -4,15 +4,13 @@
 
 #include <ATen/ops/ones_like.h>
 #include <c10/core/GradMode.h>
-#include <torch/csrc/autograd/engine.h>
-#include <torch/csrc/autograd/functions/accumulate_grad.h>
 #include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/variable.h>
 
 namespace distgrad::autograd {
 
 using torch::autograd::Edge;
-using torch::autograd::InputBuffer;
+using torch_private::AccumulateGrad;
+using torch_private::InputBuffer;
 using torch::autograd::Node;
 using torch::autograd::variable_list;
 
@@ -207,7 +205,7 @@ bool BackwardPass::cheapOnReader(const Ready& ready) {
     return false;
   }
   bool builtin = dynamic_cast<const torch::autograd::TraceableFunction*>(&node) ||
-                 dynamic_cast<const torch::autograd::AccumulateGrad*>(&node) ||
+                 dynamic_cast<const AccumulateGrad*>(&node) ||
                  dynamic_cast<const SendRpcBackward*>(&node) ||
                  dynamic_cast<const RecvRpcBackward*>(&node);
   if (!builtin) {
@@ -257,13 +255,13 @@ void BackwardPass::execute(const std::shared_ptr<Task>& task, Ready ready) {
       message.kind = PropagateGradients::kAbsent;
       message.message_id = recv->messageId();
       send(task, recv->peer(), std::move(message));
-    } else if (!dynamic_cast<torch::autograd::AccumulateGrad*>(node.get())) {
+    } else if (!dynamic_cast<AccumulateGrad*>(node.get())) {
       distributeAbsence(*task, *node);
     }
     return;
   }
   variable_list inputs = callPreHooks(*node, std::move(ready.inputs));
-  if (auto* accumulate = dynamic_cast<torch::autograd::AccumulateGrad*>(node.get())) {
+  if (auto* accumulate = dynamic_cast<AccumulateGrad*>(node.get())) {
     context()->accumulateGrad(accumulate->variable, inputs.at(0));
     // As in the local engine, post-hooks see no outputs and the gradient.
     for (const auto& hook : node->post_hooks()) {
@@ -283,7 +281,7 @@ void BackwardPass::execute(const std::shared_ptr<Task>& task, Ready ready) {
   if (!retain_graph_) {
     node->release_variables();
   }
-  torch::autograd::validate_outputs(node->next_edges(), outputs, [&](const std::string& msg) {
+  torch_private::validate_outputs(node->next_edges(), outputs, [&](const std::string& msg) {
     return "function " + node->name() + " returned an invalid gradient: " + msg;
   });
   for (const auto& hook : node->post_hooks()) {

@@ -6,8 +6,9 @@
 #include "autograd/send_rpc_backward.h"
 
 #include <ATen/core/ivalue.h>
+#include "common/torch_private.h"
+
 #include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/input_buffer.h>
 
 #include <atomic>
 #include <chrono>
@@ -141,7 +142,7 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   std::vector<std::pair<int, int64_t>> unreachable_recvs_;
   int64_t report_stamp_ = 0;
   std::unordered_map<torch::autograd::Node*, int> dependencies_;
-  std::unordered_map<torch::autograd::Node*, torch::autograd::InputBuffer> buffers_;
+  std::unordered_map<torch::autograd::Node*, torch_private::InputBuffer> buffers_;
   std::exception_ptr error_;
   std::atomic<int> active_tasks_{0};
 };

@@ -1,7 +1,8 @@
 #include "autograd/current_context.h"
 
+#include "common/torch_private.h"
+
 #include <c10/util/Exception.h>
-#include <c10/util/ThreadLocalDebugInfo.h>
 
 #include <memory>
 #include <string_view>
@@ -28,12 +29,11 @@ int64_t currentContextId() {
 }
 
 void pushCurrentContext(int64_t context_id) {
-  c10::ThreadLocalDebugInfo::_push(kCurrentContextSlot,
-                                   std::make_shared<CurrentContext>(context_id));
+  torch_private::pushDebugInfo(kCurrentContextSlot, std::make_shared<CurrentContext>(context_id));
 }
 
 void popCurrentContext() {
-  c10::ThreadLocalDebugInfo::_pop(kCurrentContextSlot);
+  torch_private::popDebugInfo(kCurrentContextSlot);
 }
 
 CurrentContextGuard::CurrentContextGuard(int64_t context_id) {

@@ -3,14 +3,14 @@
 #include "autograd/context_container.h"
 #include "autograd/installed_agent.h"
 #include "autograd/messages.h"
-
 #include "common/errors.h"
+#include "common/torch_private.h"
 
 #include <c10/util/Exception.h>
+
 #include <map>
 #include <set>
 #include <tuple>
-#include <torch/csrc/autograd/variable.h>
 
 namespace distgrad::autograd {
 
@@ -145,7 +145,7 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
   torch::autograd::edge_list root_edges;
   root_edges.reserve(roots.size());
   for (const auto& root : roots) {
-    root_edges.push_back(torch::autograd::impl::gradient_edge(root));
+    root_edges.push_back(torch_private::gradient_edge(root));
   }
   int64_t pass_id = ContextContainer::get().newId();
   auto pass = context->passFor(pass_id, [&](const ContextGraph& graph) {

@@ -5,9 +5,9 @@
 #include "autograd/recv_rpc_backward.h"
 #include "autograd/send_rpc_backward.h"
 #include "common/errors.h"
+#include "common/torch_private.h"
 
 #include <c10/core/GradMode.h>
-#include <torch/csrc/autograd/functions/utils.h>
 
 namespace distgrad::autograd {
 
@@ -45,7 +45,7 @@ void recordRecv(Context& context, int peer, int64_t message_id,
     int64_t i = index.toInt();
     TORCH_CHECK(i >= 0 && i < static_cast<int64_t>(tensors.size()),
                 "malformed autograd metadata in an RPC message");
-    torch::autograd::set_history(tensors[i], node);
+    torch_private::set_history(tensors[i], node);
   }
 }
 

@@ -1,6 +1,6 @@
 #include "autograd/send_rpc_backward.h"
 
-#include <torch/csrc/autograd/variable.h>
+#include "common/torch_private.h"
 
 namespace distgrad::autograd {
 
@@ -9,7 +9,7 @@ SendRpcBackward::SendRpcBackward(const std::vector<at::Tensor>& sent, int peer,
     : peer_(peer), message_id_(message_id) {
   for (const auto& t : sent) {
     add_input_metadata(t);
-    add_next_edge(torch::autograd::impl::gradient_edge(t));
+    add_next_edge(torch_private::gradient_edge(t));
   }
 }
 

@@ -82,7 +82,7 @@ c10::IValue toUntypedIValue(const py::handle& obj) {
   }
   // Objects of TorchScript classes, such as distgrad.rpc.RRef.
   py::object script_class =
-      py::module::import("torch.jit._state").attr("_get_script_class")(obj.get_type());
+      py::module::import("distgrad._torch_private").attr("script_class_of")(obj.get_type());
   if (!script_class.is_none()) {
     return torch::jit::toIValue(obj, py::cast<c10::ClassTypePtr>(script_class));
   }

@@ -9,7 +9,7 @@ import traceback
 
 import torch
 
-from . import errors
+from . import _torch_private, errors
 from .rpc import functions
 from .rpc.rref import RRef, ScriptRRef
 
@@ -86,7 +86,7 @@ def run(payload, tensors, rrefs, keep_value):
         result = func(*args, **kwargs)
         if functions.is_async(func) or isinstance(result, functions.AsyncReply):
             future = result.future if isinstance(result, functions.AsyncReply) else result
-            if not isinstance(future, torch._C.Future):  # torch.futures.Future, or what .then() returns
+            if not isinstance(future, _torch_private.CFuture):  # torch.futures.Future, or what .then() returns
                 raise TypeError(f"{getattr(func, '__qualname__', func)} is marked @async_execution and must "
                                 f"return a torch.futures.Future, but returned {type(future).__name__}")
             return (_FUTURE, future)

@@ -13,9 +13,8 @@ its own copy of the context, read with ``get_gradients``.
 from typing import Dict, List
 
 import torch
-import torch.jit._builtins
 
-from . import _C
+from . import _C, _torch_private
 
 __all__ = ["context", "backward", "get_gradients", "current_context_id", "is_available", "debug_info"]
 
@@ -52,7 +51,7 @@ def backward(context_id: int, roots: List[torch.Tensor], retain_graph: bool = Fa
     seconds (-1: the RPC default, 0: no limit), or the pass fails with
     DistTimeoutError naming the worker that did not answer."""
     timeout = float(timeout)
-    if torch.autograd._profiler_enabled():
+    if _torch_private.profiler_enabled():
         with torch.autograd.profiler.record_function(f"dist_autograd.backward#context {context_id}"):
             _C._backward(context_id, list(roots), retain_graph, timeout)
     else:
@@ -80,6 +79,6 @@ def debug_info() -> Dict[str, int]:
 
 
 # In scripted code these names compile to the operators.
-torch.jit._builtins._register_builtin(backward, "dist_autograd::dist_backward")
-torch.jit._builtins._register_builtin(get_gradients, "dist_autograd::get_gradients")
-torch.jit._builtins._register_builtin(current_context_id, "dist_autograd::current_context_id")
+_torch_private.register_builtin(backward, "dist_autograd::dist_backward")
+_torch_private.register_builtin(get_gradients, "dist_autograd::get_gradients")
+_torch_private.register_builtin(current_context_id, "dist_autograd::current_context_id")

@@ -11,9 +11,8 @@ import warnings
 from typing import Any, Dict, NamedTuple, Optional
 
 import torch
-import torch.jit._builtins
 
-from .. import _C, _python_call
+from .. import _C, _python_call, _torch_private
 from .._rendezvous import Rendezvous, parse_init_method
 from . import functions, profiling
 from .options import (
@@ -277,7 +276,7 @@ def _request(func, args, kwargs):
         if kwargs:
             raise ValueError("keyword arguments are not supported when func is given by name")
         return _C._named_request(func, args), None
-    builtin = torch.jit._builtins._find_builtin(func)
+    builtin = _torch_private.find_builtin(func)
     if builtin is not None:
         return _C._builtin_request(builtin, *args, **kwargs), None
     if not callable(func):
@@ -406,8 +405,8 @@ def shutdown(graceful=True, timeout=None):
 
 # In scripted code rpc_async and rpc_sync compile to the dist_rpc operators,
 # which take func by name: rpc_async(dst, "pkg.mod.fn", (t1, t2)).
-torch.jit._builtins._register_builtin(rpc_async, "dist_rpc::rpc_async")
-torch.jit._builtins._register_builtin(rpc_sync, "dist_rpc::rpc_sync")
+_torch_private.register_builtin(rpc_async, "dist_rpc::rpc_async")
+_torch_private.register_builtin(rpc_sync, "dist_rpc::rpc_sync")
 
 
 @atexit.register

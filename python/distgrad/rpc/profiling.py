@@ -6,13 +6,12 @@ is a record_function span named after the call, e.g.
 import contextlib
 
 import torch
-import torch.jit._builtins
 
-from .. import _C
+from .. import _C, _torch_private
 
 
 def enabled():
-    return torch.autograd._profiler_enabled()
+    return _torch_private.profiler_enabled()
 
 
 def func_name(func):
@@ -25,7 +24,7 @@ def func_name(func):
         func = inner
     if isinstance(func, torch.jit.ScriptFunction):
         return func.qualified_name
-    builtin = torch.jit._builtins._find_builtin(func)
+    builtin = _torch_private.find_builtin(func)
     if builtin is not None:
         return builtin
     return getattr(func, "__qualname__", type(func).__name__)

@@ -4,9 +4,8 @@ references to it that other workers hold, use, and pass on."""
 from typing import Any
 
 import torch
-import torch.jit._state
 
-from .. import _C
+from .. import _C, _torch_private
 from .. import autograd as dist_autograd
 from . import api, functions, profiling
 
@@ -131,7 +130,7 @@ class RRef(ScriptRRef):
 
 
 # TorchScript knows RRef as ScriptRRef, and gives ScriptRRef objects to Python as RRef.
-torch.jit._state._add_script_class(RRef, torch.jit._state._get_script_class(ScriptRRef))
+_torch_private.add_script_class(RRef, _torch_private.script_class_of(ScriptRRef))
 
 
 class _Proxy:

@@ -390,3 +390,8 @@ def slow_in_backward(t, seconds):
 def sum_of_ones_on(to, numel):
     """Sends a tensor of numel ones to worker `to` and returns their sum from there."""
     return rpc.rpc_sync(to, torch.sum, (torch.ones(numel),))
+
+
+def shutdown_here():
+    """rpc.shutdown(graceful=False) from the thread serving this call."""
+    rpc.shutdown(graceful=False)

@@ -150,3 +150,21 @@ def test_graceful_shutdown_notices_a_dead_worker_it_never_talked_to():
             "cannot shut down gracefully: cannot connect to worker 'worker2' (rank 2) at 127.0.0.1:")
     finally:
         job.stop(graceful=False)
+
+
+def test_shutdown_from_a_thread_of_the_runtime_is_refused_and_the_worker_keeps_serving():
+    # From a thread serving a call, or completing a future, shutdown would
+    # wait for that thread itself: it fails with the rule it breaks.
+    job = Cluster(2, root=ROOT).start()
+    try:
+        # worker1 asks this worker (rank 0, whose main thread is not shutting
+        # down) to shut down from the thread serving that call.
+        with pytest.raises(RuntimeError, match="Agent::shutdown\\(\\) must not be called from a pool thread"):
+            rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.shutdown_here))
+        assert rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.whoami)) == "worker0"
+        refused = rpc.rpc_async("worker1", remote_fns.whoami).then(lambda fut: rpc.shutdown(graceful=False))
+        with pytest.raises(RuntimeError, match="Agent::shutdown\\(\\) must not be called from a callback pool thread"):
+            refused.wait()
+        assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"
+    finally:
+        job.stop()

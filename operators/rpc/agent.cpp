@@ -2,6 +2,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/thread_role.h"
 #include "rpc/builtin_operator.h"
 #include "rpc/rref_messages.h"
 
@@ -683,6 +684,12 @@ bool Agent::waitUntilIdle(double timeout_seconds) {
 }
 
 void Agent::shutdown() {
+  if (shut_down_) {
+    return;
+  }
+  // It joins the runtime's threads: from one of them, it would wait for itself.
+  checkNotCalledFrom({ThreadRole::kPool, ThreadRole::kReader, ThreadRole::kCallback},
+                     "Agent::shutdown()");
   if (shut_down_.exchange(true)) {
     return;
   }

@@ -1,6 +1,7 @@
 #include "rpc/callback_pool.h"
 
 #include "common/log.h"
+#include "common/thread_role.h"
 
 #include <chrono>
 #include <exception>
@@ -64,6 +65,8 @@ void CallbackPool::stop() {
     if (state_->stopping) {
       return;
     }
+    // Joining would wait for this thread itself.
+    checkNotCalledFrom({ThreadRole::kCallback}, "CallbackPool::stop()");
     state_->stopping = true;
     left.swap(state_->tasks);
   }
@@ -88,6 +91,7 @@ void CallbackPool::stop() {
 
 void CallbackPool::work(const std::shared_ptr<State>& state,
                         const std::shared_ptr<std::atomic<bool>>& ended) {
+  setCurrentThreadRole(ThreadRole::kCallback);
   std::unique_lock<std::mutex> lock(state->mu);
   while (true) {
     ++state->idle;

@@ -124,11 +124,11 @@ void RRefContext::finishRemote(const RRefPtr& rref, const FuturePtr& call) {
       // The request never left: nothing will set the value.
       std::shared_ptr<OwnerRRef> erased;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::unique_lock<std::mutex> lock(mu_);
         auto it = owners_.find(rref->id());
         if (it != owners_.end()) {
           it->second.creation_pending = false;
-          erased = maybeEraseLocked(rref->id());
+          erased = maybeEraseLocked(lock, rref->id());
         }
       }
       dropLater(std::move(erased));
@@ -154,7 +154,9 @@ void RRefContext::finishRemote(const RRefPtr& rref, const FuturePtr& call) {
   });
 }
 
-RRefContext::OwnerEntry& RRefContext::entryLocked(int64_t rref_id) {
+RRefContext::OwnerEntry& RRefContext::entryLocked(const std::unique_lock<std::mutex>& held,
+                                                 int64_t rref_id) {
+  TORCH_INTERNAL_ASSERT(held.owns_lock() && held.mutex() == &mu_);
   OwnerEntry& entry = owners_[rref_id];
   if (!entry.rref) {
     entry.rref = std::make_shared<OwnerRRef>(rref_id);
@@ -162,7 +164,9 @@ RRefContext::OwnerEntry& RRefContext::entryLocked(int64_t rref_id) {
   return entry;
 }
 
-std::shared_ptr<OwnerRRef> RRefContext::maybeEraseLocked(int64_t rref_id) {
+std::shared_ptr<OwnerRRef> RRefContext::maybeEraseLocked(const std::unique_lock<std::mutex>& held,
+                                                         int64_t rref_id) {
+  TORCH_INTERNAL_ASSERT(held.owns_lock() && held.mutex() == &mu_);
   auto it = owners_.find(rref_id);
   if (it == owners_.end() || !it->second.forks.empty() || it->second.creation_pending) {
     return nullptr;
@@ -182,8 +186,8 @@ void RRefContext::dropLater(std::shared_ptr<OwnerRRef> owner) {
 }
 
 void RRefContext::expectValue(const RemoteTarget& target, int src) {
-  std::lock_guard<std::mutex> lock(mu_);
-  OwnerEntry& entry = entryLocked(target.rref_id);
+  std::unique_lock<std::mutex> lock(mu_);
+  OwnerEntry& entry = entryLocked(lock, target.rref_id);
   if (!entry.rref->value()->completed()) {
     entry.creation_pending = true;
   }
@@ -210,19 +214,19 @@ void RRefContext::setValue(int64_t rref_id, const FuturePtr& result) {
   owner.reset();
   std::shared_ptr<OwnerRRef> erased;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = owners_.find(rref_id);
     if (it != owners_.end()) {
       it->second.creation_pending = false;
-      erased = maybeEraseLocked(rref_id);
+      erased = maybeEraseLocked(lock, rref_id);
     }
   }
   dropLater(std::move(erased));
 }
 
 FuturePtr RRefContext::ownerValue(int64_t rref_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  OwnerEntry& entry = entryLocked(rref_id);
+  std::unique_lock<std::mutex> lock(mu_);
+  OwnerEntry& entry = entryLocked(lock, rref_id);
   // A to_here() can overtake the remote() request that creates the value
   // (they come from different workers): the entry then waits for it.
   if (!entry.rref->value()->completed()) {
@@ -244,13 +248,13 @@ void RRefContext::addFork(int64_t rref_id, int64_t fork_id, int holder) {
 void RRefContext::removeFork(int64_t rref_id, int64_t fork_id) {
   std::shared_ptr<OwnerRRef> erased;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = owners_.find(rref_id);
     if (it == owners_.end() || it->second.forks.erase(fork_id) == 0) {
       released_early_.insert(fork_id);
       return;
     }
-    erased = maybeEraseLocked(rref_id);
+    erased = maybeEraseLocked(lock, rref_id);
   }
   dropLater(std::move(erased));
 }

@@ -106,11 +106,13 @@ class RRefContext {
     bool creation_pending = false;
   };
 
-  // With mu_ held: the entry of rref_id, created if missing.
-  OwnerEntry& entryLocked(int64_t rref_id);
-  // With mu_ held: erases the entry if nothing keeps it, and returns its
-  // value for dropLater() (never destroyed with mu_ held).
-  std::shared_ptr<OwnerRRef> maybeEraseLocked(int64_t rref_id);
+  // With mu_ held (held is checked to be a lock of mu_): the entry of
+  // rref_id, created if missing.
+  OwnerEntry& entryLocked(const std::unique_lock<std::mutex>& held, int64_t rref_id);
+  // With mu_ held (checked likewise): erases the entry if nothing keeps it,
+  // and returns its value for dropLater() (never destroyed with mu_ held).
+  std::shared_ptr<OwnerRRef> maybeEraseLocked(const std::unique_lock<std::mutex>& held,
+                                              int64_t rref_id);
   void dropLater(std::shared_ptr<OwnerRRef> owner);
   void addFork(int64_t rref_id, int64_t fork_id, int holder);
   void removeFork(int64_t rref_id, int64_t fork_id);

@@ -1,6 +1,7 @@
 #include "rpc/thread_pool.h"
 
 #include "common/log.h"
+#include "common/thread_role.h"
 
 #include <exception>
 
@@ -36,6 +37,8 @@ void ThreadPool::stop() {
     if (stopping_) {
       return;
     }
+    // Joining would wait for this thread itself.
+    checkNotCalledFrom({ThreadRole::kPool}, "ThreadPool::stop()");
     stopping_ = true;
   }
   wakeup_.notify_all();
@@ -45,6 +48,7 @@ void ThreadPool::stop() {
 }
 
 void ThreadPool::work() {
+  setCurrentThreadRole(ThreadRole::kPool);
   while (true) {
     std::function<void()> task;
     {

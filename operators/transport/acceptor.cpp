@@ -2,6 +2,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/thread_role.h"
 #include "transport/frame.h"
 
 #include <arpa/inet.h>
@@ -123,6 +124,7 @@ void Acceptor::close() {
 }
 
 void Acceptor::loop() {
+  setCurrentThreadRole(ThreadRole::kAcceptor);
   std::vector<pollfd> fds;
   while (true) {
     auto now = Clock::now();

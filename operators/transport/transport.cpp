@@ -2,6 +2,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/thread_role.h"
 #include "transport/acceptor.h"
 #include "transport/handshake.h"
 
@@ -95,6 +96,7 @@ int Transport::listen(const std::string& host) {
 
 void Transport::onAuthenticated(int fd, const std::string& address, int rank,
                                 const Proof& proof) {
+  checkCalledFrom(ThreadRole::kAcceptor, "Transport::onAuthenticated()");
   auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
   try {
     conn->setPeerLimits(proof.limits);
@@ -282,6 +284,7 @@ bool Transport::startReader(std::shared_ptr<Connection> conn, int rank, bool ado
 }
 
 void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
+  setCurrentThreadRole(ThreadRole::kReader);
   Connection& conn = *reader->conn;
   std::string failure;
   bool goodbye = false;
@@ -337,6 +340,7 @@ bool Transport::mapPeerArena(const std::shared_ptr<Connection>& conn, const Aren
 }
 
 void Transport::onControlFrame(int rank, Connection& conn, const Message& message) {
+  checkCalledFrom(ThreadRole::kReader, "Transport::onControlFrame()");
   switch (message.type) {
     case kArenaReady:
       if (message.id == 1) {
@@ -421,6 +425,8 @@ void Transport::close() {
     if (closing_) {
       return;
     }
+    // Joining would wait for this thread itself.
+    checkNotCalledFrom({ThreadRole::kReader, ThreadRole::kAcceptor}, "Transport::close()");
     closing_ = true;
     readers.swap(readers_);
     for (auto& peer : peers_) {

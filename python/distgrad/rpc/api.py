@@ -397,7 +397,11 @@ def shutdown(graceful=True, timeout=None):
             job.rendezvous.barrier("idle", timeout, _C._agent_lost_peers, probe=_C._agent_probe)
     finally:
         with _lock:
-            _C._agent_shutdown()
+            try:
+                _C._agent_shutdown()
+            except BaseException:
+                job.shutting_down = False  # refused (called from a runtime thread): still running
+                raise
             _job = None
     if graceful:
         job.rendezvous.leave(timeout)

@@ -67,3 +67,19 @@ def run_in_threads(body, num_threads, timeout=60.0):
     for error in errors:
         if error is not None:
             raise error
+
+
+def ask_every_live_worker(fn, *args):
+    """{worker name: fn(*args) run there} for every worker of the job, asked
+    all at once; a worker that has been lost (a test killed it) is left out."""
+    import distgrad
+    import distgrad.rpc as rpc
+
+    futures = {w.name: rpc.rpc_async(w, fn, args) for w in rpc.get_worker_infos()}
+    answers = {}
+    for name, future in futures.items():
+        try:
+            answers[name] = future.wait()
+        except distgrad.errors.DistNetworkError:
+            pass
+    return answers

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from distgrad._testing import Cluster
+from tests import leak_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,3 +18,18 @@ def cluster(request):
     job = Cluster(world_size, root=ROOT, **options).start()
     yield job
     job.stop()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request):
+    """After every test that uses the cluster: see tests/leak_checks.py."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    # The job, and whatever the test's fixtures hold, are up before counting.
+    for name in request.fixturenames:
+        if name not in ("request", "nothing_left_behind"):
+            request.getfixturevalue(name)
+    before = leak_checks.before_test()
+    yield
+    leak_checks.after_test(before)

@@ -1,10 +1,9 @@
 """The check that a test leaves no RRef behind: after each test, every
 worker's RRef counts (values owned, references held, forks known to owners,
-forks awaiting their owner) must be back to zero within RELEASE_DEADLINE.
+forks awaiting their owner) must be back to what they were before it within
+RELEASE_DEADLINE.
 
-A test module activates it by importing its fixture:
-
-    from tests.rref_checks import no_rref_left_behind  # noqa: F401
+It runs after every test that uses the cluster (see tests/conftest.py).
 """
 
 import gc
@@ -13,6 +12,7 @@ import time
 import pytest
 
 import distgrad.rpc as rpc
+from tests.checks import ask_every_live_worker
 
 # The owner deletes a value within this time of its last reference dying.
 RELEASE_DEADLINE = 1.0
@@ -34,28 +34,25 @@ def rref_counts(worker):
 
 
 def all_counts(collect):
-    """{worker name: counts(collect) there} for every worker, asked of all
-    at once."""
-    futures = {w.name: rpc.rpc_async(w, counts, (collect,)) for w in rpc.get_worker_infos()}
-    return {name: future.wait() for name, future in futures.items()}
+    """{worker name: counts(collect) there} for every live worker, asked of
+    all at once."""
+    return ask_every_live_worker(counts, collect)
 
 
-@pytest.fixture(autouse=True)
-def no_rref_left_behind(cluster):
-    """Fails a test after which some worker still counts an RRef a second
-    later."""
-    yield
+def wait_for_rref_counts(expected):
+    """Fails the test if some live worker's RRef counts are not back to
+    expected[worker] RELEASE_DEADLINE after it."""
     # A test's references often die only with the reference cycles of its
     # frames (pytest.raises keeps the exception, whose traceback holds them).
     gc.collect()
-    zero = dict.fromkeys(COUNTS, 0)
     start = time.monotonic()
     while True:
         # Collecting takes about 0.1 s: on other workers only if needed.
         elapsed = time.monotonic() - start
         held = all_counts(collect=elapsed > RELEASE_DEADLINE / 4)
-        if all(c == zero for c in held.values()):
+        expected = {name: c for name, c in expected.items() if name in held}
+        if held == expected:
             return
         if elapsed > RELEASE_DEADLINE:
-            pytest.fail(f"{RELEASE_DEADLINE} s after the test, RRef counts are not all zero: {held}")
+            pytest.fail(f"{RELEASE_DEADLINE} s after the test, RRef counts are {held}, expected {expected}")
         time.sleep(0.01)

@@ -7,7 +7,6 @@ import torch
 import distgrad.rpc as rpc
 from tests import async_fns
 from tests.checks import assert_same, remote_message, run_in_threads
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 3
 X = torch.tensor([1.0, 2.0])

@@ -9,7 +9,7 @@ import torch
 import distgrad.rpc as rpc
 from tests import remote_fns
 from tests.autograd_checks import (
-    assert_gradients, distributed_gradients, no_context_left_behind, reference_gradients,  # noqa: F401
+    assert_gradients, distributed_gradients, reference_gradients,
 )
 from tests.checks import run_in_threads
 

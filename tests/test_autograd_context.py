@@ -10,7 +10,7 @@ import distgrad
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns
-from tests.autograd_checks import in_fresh_thread, no_context_left_behind  # noqa: F401
+from tests.autograd_checks import in_fresh_thread
 from tests.checks import run_in_threads
 
 

@@ -9,7 +9,7 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns
-from tests.autograd_checks import check_against_reference, in_fresh_thread, no_context_left_behind  # noqa: F401
+from tests.autograd_checks import check_against_reference, in_fresh_thread
 
 
 def chain_through_every_worker(call, t):

@@ -6,7 +6,7 @@ import torch
 
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
-from tests.autograd_checks import check_against_reference, no_context_left_behind  # noqa: F401
+from tests.autograd_checks import check_against_reference
 
 DTYPES = [torch.float32, torch.float64]
 

@@ -7,7 +7,7 @@ import torch
 
 from tests import remote_fns
 from tests.autograd_checks import (
-    assert_gradients, distributed_gradients, no_context_left_behind, reference_gradients,  # noqa: F401
+    assert_gradients, distributed_gradients, reference_gradients,
 )
 
 

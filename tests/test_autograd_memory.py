@@ -12,7 +12,7 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns
-from tests.autograd_checks import no_context_left_behind, num_contexts, wait_for_contexts  # noqa: F401
+from tests.autograd_checks import num_contexts, wait_for_contexts
 
 ITERATIONS = 10_000
 WARM_UP = 1_000

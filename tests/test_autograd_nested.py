@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests import remote_fns
-from tests.autograd_checks import check_against_reference, no_context_left_behind  # noqa: F401
+from tests.autograd_checks import check_against_reference
 
 # Each route starts at worker0, which calls remote_fns.chain on route[0].
 ROUTES = [

@@ -8,7 +8,7 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns, script_fns
-from tests.autograd_checks import in_fresh_thread, no_context_left_behind, num_contexts  # noqa: F401
+from tests.autograd_checks import in_fresh_thread, num_contexts
 
 DESTINATIONS = ["worker1", "worker2", "worker0"]
 FUNCS = [

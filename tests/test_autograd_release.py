@@ -10,7 +10,7 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns
-from tests.autograd_checks import no_context_left_behind, num_contexts, wait_for_contexts  # noqa: F401
+from tests.autograd_checks import num_contexts, wait_for_contexts
 
 # The route the forward pass takes from worker0 (remote_fns.chain).
 ROUTES = [

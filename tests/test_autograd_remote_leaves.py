@@ -9,7 +9,7 @@ import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns
 from tests.autograd_checks import (
-    assert_gradients, check_against_reference, distributed_gradients, no_context_left_behind,  # noqa: F401
+    assert_gradients, check_against_reference, distributed_gradients,
     reference_gradients,
 )
 

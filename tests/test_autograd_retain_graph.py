@@ -8,7 +8,7 @@ import torch
 import distgrad.autograd as dist_autograd
 from tests import remote_fns
 from tests.autograd_checks import (
-    assert_gradients, check_against_reference, in_fresh_thread, no_context_left_behind,  # noqa: F401
+    assert_gradients, check_against_reference, in_fresh_thread,
     reference_gradients,
 )
 

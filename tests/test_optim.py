@@ -11,9 +11,8 @@ import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from distgrad.optim import DistributedOptimizer
 from tests import optim_fns
-from tests.autograd_checks import in_fresh_thread, no_context_left_behind  # noqa: F401
+from tests.autograd_checks import in_fresh_thread
 from tests.checks import run_in_threads
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 3
 

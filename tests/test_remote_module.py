@@ -14,9 +14,7 @@ import distgrad.rpc as rpc
 from distgrad.nn import RemoteModule
 from distgrad.optim import DistributedOptimizer
 from tests import nn_fns, optim_fns
-from tests.autograd_checks import no_context_left_behind  # noqa: F401
 from tests.checks import assert_same
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 3
 

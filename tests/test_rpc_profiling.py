@@ -7,7 +7,6 @@ import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import remote_fns, rref_fns, script_fns
 from tests.checks import wait_for
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 2
 T = torch.ones(2)

@@ -18,19 +18,21 @@ from tests.conftest import ROOT
 HANDSHAKE_TIMEOUT = "1"
 
 
+# Not the shared `cluster` fixture: its per-test checks would make the first
+# contact with every worker before the test does.
 @pytest.fixture(scope="module")
-def cluster():
+def job():
     os.environ["DISTGRAD_HANDSHAKE_TIMEOUT"] = HANDSHAKE_TIMEOUT
     try:
-        job = Cluster(3, root=ROOT, env={"DISTGRAD_HANDSHAKE_TIMEOUT": HANDSHAKE_TIMEOUT}).start()
+        cluster = Cluster(3, root=ROOT, env={"DISTGRAD_HANDSHAKE_TIMEOUT": HANDSHAKE_TIMEOUT}).start()
     finally:
         del os.environ["DISTGRAD_HANDSHAKE_TIMEOUT"]
-    yield job
-    job.stop()
+    yield cluster
+    cluster.stop()
 
 
-def test_slow_first_contact_is_a_timeout_not_a_loss(cluster):
-    os.kill(cluster.pid(2), signal.SIGSTOP)
+def test_slow_first_contact_is_a_timeout_not_a_loss(job):
+    os.kill(job.pid(2), signal.SIGSTOP)
     try:
         start = time.monotonic()
         with pytest.raises(distgrad.DistTimeoutError, match="handshake with worker 'worker2' \\(rank 2\\) at "
@@ -38,6 +40,6 @@ def test_slow_first_contact_is_a_timeout_not_a_loss(cluster):
             rpc.rpc_sync("worker2", remote_fns.whoami, timeout=10)
         assert time.monotonic() - start < 5
     finally:
-        os.kill(cluster.pid(2), signal.SIGCONT)
+        os.kill(job.pid(2), signal.SIGCONT)
     assert rpc.rpc_sync("worker2", remote_fns.whoami) == "worker2"
     assert rpc.debug_info()["num_pending_calls"] == 0

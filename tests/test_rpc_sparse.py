@@ -7,8 +7,6 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import sparse_fns
-from tests.autograd_checks import no_context_left_behind  # noqa: F401
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 2
 

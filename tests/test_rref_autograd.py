@@ -8,9 +8,7 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from tests import rref_fns
-from tests.autograd_checks import no_context_left_behind  # noqa: F401
 from tests.checks import assert_same
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 3
 

@@ -10,7 +10,7 @@ import torch
 import distgrad.rpc as rpc
 from tests import rref_fns
 from tests.checks import assert_same, run_in_threads, wait_for
-from tests.rref_checks import RELEASE_DEADLINE, no_rref_left_behind, rref_counts  # noqa: F401
+from tests.rref_checks import RELEASE_DEADLINE, rref_counts
 
 WORLD_SIZE = 3
 

@@ -13,7 +13,6 @@ import distgrad.rpc as rpc
 from distgrad import DistTimeoutError
 from tests import remote_fns, rref_fns, script_fns
 from tests.checks import assert_same, remote_message, wait_for
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 WORLD_SIZE = 3
 # worker0 is this process: a remote() to it makes an RRef owned here.

@@ -29,6 +29,7 @@ iteration are compared.
 import argparse
 import ctypes
 import importlib
+import importlib.util
 import os
 import signal
 import socket
@@ -126,7 +127,7 @@ def train(backend, rpc, dist_autograd, DistributedOptimizer, hidden_forward, ser
     result = {"backend": backend, "accuracy": history[-1]["accuracy"], "seconds_per_iteration": per_iteration,
               "history": history}
     print(f"[{backend}] held-out accuracy {result['accuracy']:.4f} ({len(test_y)} images) after "
-          f"{config.epochs} epochs; {1000 * per_iteration:.2f} ms per iteration"
+          f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}; {1000 * per_iteration:.2f} ms per iteration"
           f"{' (first epoch left out)' if len(history) > 1 else ''}", flush=True)
     return result
 
@@ -205,6 +206,9 @@ def main(argv=None):
     """Runs the program; returns rank 0's results per backend ({} on the
     other ranks under torchrun)."""
     config = parse_args(argv)
+    if importlib.util.find_spec("sklearn") is None:
+        raise SystemExit("distgrad.examples.train needs scikit-learn, which ships its data set: "
+                         "pip install scikit-learn (or pip install 'distgrad[examples]')")
     backends = ["distgrad", "torch"] if config.backend == "both" else [config.backend]
     under_launcher = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # torchrun, or the like
     if under_launcher:

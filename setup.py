@@ -1,4 +1,5 @@
-"""Builds distgrad: the Python package in python/distgrad and one C++ extension, distgrad._C."""
+"""Builds distgrad: the Python package in python/distgrad and one C++ extension, distgrad._C
+(`pip install .`; the build and run requirements are in pyproject.toml)."""
 
 import glob
 import os
@@ -24,14 +25,10 @@ def get_extensions():
     ]
 
 
+# Name, version and requirements are in pyproject.toml.
 setup(
-    name="distgrad",
-    version="0.1.0",
-    description="Distributed autograd for PyTorch, from eager Python and TorchScript",
     packages=find_packages("python"),
     package_dir={"": "python"},
     ext_modules=get_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    install_requires=["torch==2.13.0"],
-    python_requires=">=3.11",
 )

@@ -3,6 +3,7 @@ pickled by reference, with tensors and RRefs kept out of the pickle (as
 (payload, tensors, rrefs)) so that tensor bytes travel raw and RRefs are
 accounted for by the runtime."""
 
+import ctypes
 import io
 import pickle
 import traceback
@@ -69,7 +70,10 @@ def serialize(obj):
 
 
 def deserialize(payload, tensors, rrefs):
-    return _Unpickler(io.BytesIO(payload.numpy().tobytes()), tensors, rrefs).load()
+    # The bytes of the uint8 tensor, copied without numpy (not a dependency).
+    payload = payload.contiguous()
+    data = ctypes.string_at(payload.data_ptr(), payload.numel())
+    return _Unpickler(io.BytesIO(data), tensors, rrefs).load()
 
 
 def decode_result(result):

@@ -1,0 +1,33 @@
+"""Unit tests: each drives one C++ unit through distgrad._unit, in this
+process, with no other worker and no socket. The whole folder runs in
+seconds; see docs/testing.md."""
+
+import hashlib
+import hmac
+
+import pytest
+
+from distgrad import _unit
+
+
+def make_auth(key):
+    """An Authenticator over HMAC-SHA256 with key, as the job key is used."""
+    return _unit.Authenticator(
+        mac=lambda message: hmac.new(key, message, hashlib.sha256).digest(),
+        verify=lambda message, tag: hmac.compare_digest(
+            hmac.new(key, message, hashlib.sha256).digest(), tag),
+    )
+
+
+@pytest.fixture
+def auth():
+    return make_auth(b"the job key")
+
+
+@pytest.fixture
+def arena():
+    """A 1 MiB arena of this process (its first page holds the token)."""
+    arena = _unit.LocalArena.create(1 << 20)
+    if arena is None:
+        pytest.skip("no memfd shared memory here")
+    return arena

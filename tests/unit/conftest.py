@@ -31,3 +31,12 @@ def arena():
     if arena is None:
         pytest.skip("no memfd shared memory here")
     return arena
+
+
+@pytest.fixture(autouse=True)
+def no_pass_left_running():
+    """A pass whose task never completes counts as running in this process
+    for good, and the multi-process tests' leak check would see it."""
+    before = _unit.BackwardPass.num_running()
+    yield
+    assert _unit.BackwardPass.num_running() == before, "a backward pass task did not complete"

@@ -84,8 +84,10 @@ def test_unused_outputs_of_a_message_get_zeros(context):
     used, unused = torch.ones(2), torch.ones(3, 2)
     context.record_recv([used, unused], peer=1, message_id=12)
     p = _unit.BackwardPass(context, PASS_ID, roots=[(used * 5).sum()])
-    p.run_from_roots()
+    task = p.run_from_roots()
     torch.testing.assert_close(p.sent()[0]["grads"], [torch.full((2,), 5.0), torch.zeros(3, 2)])
+    p.answer(0)
+    assert task.done()
 
 
 def test_send_nodes_wait_for_their_peers(context):

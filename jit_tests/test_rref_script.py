@@ -14,7 +14,6 @@ from jit_tests import rref_script_fns as fns
 from jit_tests.graphs import RUNS, run_checking_graph
 from tests import rref_fns
 from tests.checks import assert_same
-from tests.rref_checks import no_rref_left_behind  # noqa: F401
 
 T1 = torch.tensor([1.0, 2.0])
 T2 = torch.tensor([0.5, -3.0])

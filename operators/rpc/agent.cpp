@@ -648,8 +648,11 @@ void Agent::timeoutLoop() {
       continue;
     }
     auto now = std::chrono::steady_clock::now();
-    if (now < deadlines_.begin()->first) {
-      timeout_cv_.wait_until(lock, deadlines_.begin()->first);
+    // A copy: wait_until reads its deadline again after waking, and the entry
+    // may have been erased meanwhile (its call answered).
+    auto next = deadlines_.begin()->first;
+    if (now < next) {
+      timeout_cv_.wait_until(lock, next);
       continue;
     }
     std::vector<PendingCall> expired;

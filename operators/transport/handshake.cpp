@@ -172,7 +172,9 @@ std::vector<uint64_t> decodeArenaRelease(const Message& release) {
     throw std::runtime_error("malformed arena release");
   }
   std::vector<uint64_t> offsets(release.meta.size() / sizeof(uint64_t));
-  std::memcpy(offsets.data(), release.meta.data(), release.meta.size());
+  if (!offsets.empty()) {  // data() of an empty vector may be null, which memcpy must not get
+    std::memcpy(offsets.data(), release.meta.data(), release.meta.size());
+  }
   return offsets;
 }
 

@@ -1,7 +1,7 @@
 """The check that a test leaves no RRef behind: after each test, every
 worker's RRef counts (values owned, references held, forks known to owners,
-forks awaiting their owner) must be back to what they were before it within
-RELEASE_DEADLINE.
+forks awaiting their owner) must be back to at most what they were before
+it within RELEASE_DEADLINE.
 
 It runs after every test that uses the cluster (see tests/conftest.py).
 """
@@ -40,8 +40,8 @@ def all_counts(collect):
 
 
 def wait_for_rref_counts(expected):
-    """Fails the test if some live worker's RRef counts are not back to
-    expected[worker] RELEASE_DEADLINE after it."""
+    """Fails the test if some live worker's RRef counts are not back to at
+    most expected[worker] RELEASE_DEADLINE after it."""
     # A test's references often die only with the reference cycles of its
     # frames (pytest.raises keeps the exception, whose traceback holds them).
     gc.collect()
@@ -51,7 +51,8 @@ def wait_for_rref_counts(expected):
         elapsed = time.monotonic() - start
         held = all_counts(collect=elapsed > RELEASE_DEADLINE / 4)
         expected = {name: c for name, c in expected.items() if name in held}
-        if held == expected:
+        # References that were garbage when the test began may be gone since.
+        if all(held[name][key] <= count for name, counts in expected.items() for key, count in counts.items()):
             return
         if elapsed > RELEASE_DEADLINE:
             pytest.fail(f"{RELEASE_DEADLINE} s after the test, RRef counts are {held}, expected {expected}")

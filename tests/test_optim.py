@@ -192,6 +192,19 @@ def test_step_error_names_the_first_failing_owner(cluster):
     assert torch.equal(after[3], before[3])
 
 
+def test_the_callers_own_step_runs_here_and_its_error_is_named_like_the_others(cluster):
+    # worker0 owns some parameters: its step runs in the caller, not through
+    # a call to itself, and fails the same way.
+    model = SplitModel()
+    optimizer = DistributedOptimizer(optim_fns.RefusingSGD, model.parameter_rrefs(), lr=0.05, refuse_step=("worker0",))
+    served_before = rpc.debug_info()["num_active_requests"]
+    with dist_autograd.context() as context_id:
+        dist_autograd.backward(context_id, [model.loss(INPUTS[0])])
+        with pytest.raises(ValueError, match="^Error running optimizer on worker0: no step on worker0"):
+            optimizer.step(context_id)
+    assert rpc.debug_info()["num_active_requests"] == served_before
+
+
 def test_owner_outside_the_forward_keeps_its_parameters(cluster):
     # The step's own RPC carries the context to worker2, which holds no
     # gradients in it: its parameters are left alone.

@@ -78,10 +78,18 @@ class DistributedOptimizer:
         context."""
         # Raises ValueError naming the id if this worker does not know it.
         dist_autograd.get_gradients(context_id)
-        calls = []
+        me = rpc.get_worker_info()
+        calls, here = [], None
         for rref in self.remote_optimizers:
             owner = rref.owner()
-            calls.append((owner, rpc.rpc_async(owner, _step_local_optimizer, args=(rref, context_id))))
+            if owner == me:
+                here = (len(calls), rref)  # stepped below, while the others step
+                calls.append(None)
+            else:
+                calls.append((owner, rpc.rpc_async(owner, _step_local_optimizer, args=(rref, context_id))))
+        if here is not None:
+            index, rref = here
+            calls[index] = (me, _Outcome(_step_local_optimizer, rref, context_id))
         _wait_for_all(calls, "Error running optimizer")
 
 
@@ -112,6 +120,21 @@ def _create_local_optimizer(optimizer_class, param_rrefs, args, kwargs):
 
 def _step_local_optimizer(optimizer_rref, context_id):
     optimizer_rref.local_value().step(context_id)
+
+
+class _Outcome:
+    """The outcome of fn(*args) run here, waited for like a call's future."""
+
+    def __init__(self, fn, *args):
+        try:
+            self._value, self._error = fn(*args), None
+        except Exception as error:  # noqa: BLE001 - raised by wait()
+            self._value, self._error = None, error
+
+    def wait(self):
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _wait_for_all(calls, what):

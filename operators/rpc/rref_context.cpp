@@ -330,10 +330,17 @@ std::vector<RRefPtr> RRefContext::adopt(const std::vector<c10::IValue>& states, 
     }
     std::shared_ptr<OwnerRRef> owner;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       auto it = owners_.find(state.rref_id);
       if (it != owners_.end()) {
         owner = it->second.rref;
+      } else if (creatorOf(state.rref_id) != self && creatorOf(state.rref_id) != src) {
+        // Created by a remote() from a third worker, whose request has not
+        // arrived yet (a reference it passed on can overtake it, as in
+        // ownerValue): the entry waits for the value.
+        OwnerEntry& entry = entryLocked(lock, state.rref_id);
+        entry.creation_pending = true;
+        owner = entry.rref;
       }
     }
     if (state.fork_id != kNoFork) {

@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 # Reinstalled when this file changes.
 PACKAGES := torch==2.13.0 setuptools wheel ninja pytest expecttest scikit-learn
 REQUIREMENTS := $(VENV)/.requirements-installed
-# Rebuilt whenever a source of the extension or the package changes.
-SOURCES := setup.py pyproject.toml $(shell find operators python -name '*.cpp' -o -name '*.h' -o -name '*.py' 2>/dev/null)
+# Rebuilt whenever a source of the extensions changes. The Python package is
+# installed in place (editable): a change to a .py file needs no rebuild.
+SOURCES := setup.py pyproject.toml $(shell find operators -name '*.cpp' -o -name '*.h' 2>/dev/null)
 INSTALLED := $(VENV)/.distgrad-installed
 MAX_JOBS ?= 2
 

@@ -51,6 +51,8 @@ PROGRAM = textwrap.dedent("""
             rpc.rpc_sync("worker1", time.sleep, (60,))
         elif case == "future_wait":
             rpc.rpc_async("worker1", time.sleep, (60,)).wait()
+        elif case == "to_here":
+            rpc.remote("worker1", time.sleep, (60,)).to_here()
         elif case == "shutdown":
             # worker1 never calls shutdown.
             rpc.shutdown()
@@ -81,7 +83,7 @@ def read_line(proc, deadline):
     return line.strip()
 
 
-@pytest.mark.parametrize("case", ["rpc_sync", "future_wait", "shutdown", "init_rpc", "init_rpc_no_store"])
+@pytest.mark.parametrize("case", ["rpc_sync", "future_wait", "to_here", "shutdown", "init_rpc", "init_rpc_no_store"])
 def test_sigint_raises_keyboard_interrupt(case):
     port = free_port()
     deadline = time.monotonic() + DEADLINE

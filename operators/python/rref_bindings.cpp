@@ -1,4 +1,5 @@
 #include "python/bindings.h"
+#include "python/interrupt.h"
 #include "python/python_values.h"
 #include "rpc/agent.h"
 
@@ -21,7 +22,12 @@ void initRRefBindings(py::module& m) {
     c10::IValue value;
     {
       py::gil_scoped_release no_gil;
-      value = agent->toHere(rref, timeout);
+      rpc::FuturePtr fetched = agent->fetch(rref, timeout);
+      waitInterruptibly(fetched);  // Ctrl-C ends the wait
+      if (fetched->hasError()) {
+        std::rethrow_exception(fetched->exception_ptr());
+      }
+      value = rref->isOwner() ? fetched->value() : agent->decodeFetched(fetched->value());
     }
     return torch::jit::toPyObject(std::move(value));
   });

@@ -80,7 +80,8 @@ void settleUndecided(BackwardPass& pass, const c10::List<int64_t>& first_reports
   using Waiting = std::tuple<int64_t, int64_t, int64_t>;  // (holder, peer, message id)
   std::set<Waiting> previous;
   while (true) {
-    latest[pass.report().worker] = pass.report();
+    PassReport own = pass.report();
+    latest[own.worker] = std::move(own);
     std::set<Waiting> waiting;
     std::set<int64_t> to_join;
     for (const auto& [worker, report] : latest) {

@@ -188,6 +188,7 @@ void RRefContext::dropLater(std::shared_ptr<OwnerRRef> owner) {
 void RRefContext::expectValue(const RemoteTarget& target, int src) {
   std::unique_lock<std::mutex> lock(mu_);
   OwnerEntry& entry = entryLocked(lock, target.rref_id);
+  entry.awaiting_request = false;
   if (!entry.rref->value()->completed()) {
     entry.creation_pending = true;
   }
@@ -229,8 +230,9 @@ FuturePtr RRefContext::ownerValue(int64_t rref_id) {
   OwnerEntry& entry = entryLocked(lock, rref_id);
   // A to_here() can overtake the remote() request that creates the value
   // (they come from different workers): the entry then waits for it.
-  if (!entry.rref->value()->completed()) {
+  if (!entry.rref->value()->completed() && !entry.creation_pending) {
     entry.creation_pending = true;
+    entry.awaiting_request = true;
   }
   return entry.rref->value();
 }
@@ -340,6 +342,7 @@ std::vector<RRefPtr> RRefContext::adopt(const std::vector<c10::IValue>& states, 
         // ownerValue): the entry waits for the value.
         OwnerEntry& entry = entryLocked(lock, state.rref_id);
         entry.creation_pending = true;
+        entry.awaiting_request = true;
         owner = entry.rref;
       }
     }
@@ -382,9 +385,16 @@ void RRefContext::forgetUser(const UserRRef& user, bool notify_owner) {
 
 void RRefContext::onPeerLost(int rank) {
   std::vector<std::shared_ptr<OwnerRRef>> erased;
+  std::vector<std::shared_ptr<OwnerRRef>> never_created;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = owners_.begin(); it != owners_.end();) {
+      if (it->second.awaiting_request && creatorOf(it->first) == rank) {
+        // Its remote() will not come: those waiting for the value fail.
+        it->second.awaiting_request = false;
+        it->second.creation_pending = false;
+        never_created.push_back(it->second.rref);
+      }
       auto& forks = it->second.forks;
       for (auto f = forks.begin(); f != forks.end();) {
         f = f->second == rank ? forks.erase(f) : std::next(f);
@@ -401,6 +411,11 @@ void RRefContext::onPeerLost(int rank) {
         it = creatorOf(*it) == rank ? early->erase(it) : std::next(it);
       }
     }
+  }
+  for (const auto& owner : never_created) {
+    owner->value()->setErrorIfNeeded(std::make_exception_ptr(DistNetworkError(
+        "RRef " + std::to_string(owner->id()) + " will never have a value: the worker that created it "
+        "(rank " + std::to_string(rank) + ") was lost before its remote() call arrived")));
   }
   for (auto& owner : erased) {
     dropLater(std::move(owner));

@@ -104,6 +104,9 @@ class RRefContext {
     std::shared_ptr<OwnerRRef> rref;
     std::unordered_map<int64_t, int> forks;  // fork id -> holder rank
     bool creation_pending = false;
+    // Set where a use overtook the remote() that creates the value; cleared
+    // when that request arrives. If its creator is lost first, it never will.
+    bool awaiting_request = false;
   };
 
   // With mu_ held (held is checked to be a lock of mu_): the entry of

@@ -83,3 +83,49 @@ def ask_every_live_worker(fn, *args):
         except distgrad.errors.DistNetworkError:
             pass
     return answers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _process_group_exists(pgid):
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def run_program(command, timeout, **popen_args):
+    """(exit code, output) of command (stdout and stderr together), run in a
+    process group of its own; fails the test if it outlives timeout seconds,
+    or if any of its processes is still there 10 s after it exited."""
+    import os
+    import signal
+    import subprocess
+
+    import pytest
+
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **popen_args)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"{command} did not finish within {timeout} s; its output:\n{output}")
+    deadline = time.monotonic() + 10.0
+    while _process_group_exists(proc.pid):
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"processes of {command} were still running 10 s after it exited")
+        time.sleep(0.05)
+    return proc.returncode, output

@@ -4,13 +4,9 @@ distgrad backend runs here, for a few epochs; `make demo` runs both."""
 
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 
-import pytest
+from tests.checks import free_port, run_program
 
 # Seconds a run may take here (one takes about 10); the program's own job
 # timeout is below it, so that a stuck job reports itself first.
@@ -19,43 +15,13 @@ JOB_TIMEOUT = 60
 EPOCHS = 3
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _process_group_exists(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def run(command):
-    """(exit code, output) of command, run in a process group of its own;
-    fails the test if it outlives RUN_TIMEOUT or if any of its processes is
-    still there 10 s after it exited."""
+    """(exit code, output) of command, bounded by RUN_TIMEOUT (see run_program)."""
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)  # the program sets one thread per worker itself
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{command} did not finish within {RUN_TIMEOUT} s; its output:\n{output}")
-    deadline = time.monotonic() + 10.0
-    while _process_group_exists(proc.pid):
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"processes of {command} were still running 10 s after it exited")
-        time.sleep(0.05)
-    return proc.returncode, output
+    return run_program(command, RUN_TIMEOUT, env=env)
 
 
 def check_learned(output):
@@ -86,7 +52,7 @@ def test_train_under_torchrun_learns():
     # torchrun's agent hosts the store; init_rpc finds it through
     # TORCHELASTIC_USE_AGENT_STORE and takes RANK and WORLD_SIZE from the environment.
     code, output = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=3",
-                        "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+                        "--master_addr=127.0.0.1", f"--master_port={free_port()}",
                         "-m", "distgrad.examples.train", *ARGS])
     assert code == 0, output
     check_learned(output)

@@ -5,15 +5,13 @@ leave no process behind; their launcher reports the failure of a worker."""
 import multiprocessing
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests import launch_fns
+from tests.checks import run_program
 from tools.examples.launch import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,35 +62,12 @@ EXAMPLES = [
 ]
 
 
-def _process_group_exists(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def run_example(script, args):
-    """(exit code, output) of tools/examples/<script> args, run in a process
-    group of its own; fails the test if the example outlives EXAMPLE_TIMEOUT
-    or if any of its processes is still there 10 s after it exited."""
+    """(exit code, output) of tools/examples/<script> args, bounded by
+    EXAMPLE_TIMEOUT (see run_program)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, str(ROOT / "tools" / "examples" / script), *args, "--timeout", str(JOB_TIMEOUT)]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=EXAMPLE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{script} did not finish within {EXAMPLE_TIMEOUT} s; its output:\n{output}")
-    deadline = time.monotonic() + 10.0
-    while _process_group_exists(proc.pid):
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"processes of {script} were still running 10 s after it exited")
-        time.sleep(0.05)
-    return proc.returncode, output
+    return run_program(command, EXAMPLE_TIMEOUT, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("script, args, epochs, check", EXAMPLES)

@@ -2,17 +2,11 @@
 and prints the gradient that came back from worker1."""
 
 import re
-import socket
 import subprocess
 import sys
 
+from tests.checks import free_port
 from tests.conftest import ROOT
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_readme_example_runs(tmp_path):

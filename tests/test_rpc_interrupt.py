@@ -6,7 +6,6 @@ measured."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import time
 
 import pytest
 
+from tests.checks import free_port
 from tests.conftest import ROOT
 
 # Bounds every wait of these tests.
@@ -62,12 +62,6 @@ PROGRAM = textwrap.dedent("""
     # Exits with the call still running on worker1 (or with the job still
     # up): atexit closes it.
 """)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(case, rank, port):

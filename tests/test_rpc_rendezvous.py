@@ -5,7 +5,6 @@ whole programs run as separate processes, bounded in time."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,16 +15,11 @@ import torch.distributed as c10d
 import distgrad.rpc as rpc
 from distgrad._testing import Cluster
 from tests import remote_fns
+from tests.checks import free_port
 from tests.conftest import ROOT
 
 # Bounds each program run here, start to exit.
 PROGRAM_TIMEOUT = 90.0
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_programs(commands, envs):

@@ -16,6 +16,7 @@ import pytest
 
 import distgrad.rpc as rpc
 from distgrad import DistError
+from tests.checks import free_port
 from tests.conftest import ROOT
 
 # Bounds each job, start to exit.
@@ -44,12 +45,6 @@ PROGRAM = textwrap.dedent("""
     except Exception as error:
         print(f"{time.monotonic() - start:.2f} {type(error).__name__}: {error}", flush=True)
 """)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_workers(case, ranks, world_sizes, timeouts, port=None, wait_for=None):

@@ -13,13 +13,8 @@ from distgrad import DistError, DistTimeoutError, _job_key
 from distgrad._rendezvous import InitMethod, Rendezvous
 from distgrad._testing import Cluster
 from tests import remote_fns
+from tests.checks import free_port
 from tests.conftest import ROOT
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening_sockets(pid):

@@ -1,6 +1,7 @@
 #include "autograd/backward_pass.h"
 
 #include "common/errors.h"
+#include "rpc/reader_work.h"
 
 #include <ATen/ops/ones_like.h>
 #include <c10/core/GradMode.h>
@@ -211,14 +212,7 @@ bool BackwardPass::cheapOnReader(const Ready& ready) {
   if (!builtin) {
     return false;
   }
-  constexpr size_t kMaxInlineBytes = 64 * 1024;
-  size_t bytes = 0;
-  for (const auto& t : ready.inputs) {
-    if (t.defined()) {
-      bytes += t.is_sparse() ? t._values().nbytes() + t._indices().nbytes() : t.nbytes();
-    }
-  }
-  return bytes <= kMaxInlineBytes;
+  return rpc::tensorBytes(ready.inputs) <= rpc::kMaxReaderInputBytes;
 }
 
 void BackwardPass::drain(const std::shared_ptr<Task>& task,

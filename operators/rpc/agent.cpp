@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/thread_role.h"
 #include "rpc/builtin_operator.h"
+#include "rpc/reader_work.h"
 #include "rpc/rref_messages.h"
 
 #include <ATen/ThreadLocalState.h>
@@ -37,7 +38,7 @@ void runInScope(const std::shared_ptr<CallScope>& scope, const std::function<voi
 // RemoteError naming the worker that raised it.
 FuturePtr failedFuture(std::exception_ptr eptr, const std::string& worker) {
   auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
-  future->setError(Response::fromException(std::move(eptr), worker).toException());
+  future->setError(std::make_exception_ptr(RemoteError::describe(std::move(eptr), worker)));
   return future;
 }
 
@@ -468,15 +469,10 @@ bool Agent::runsInline(const Request& request, const transport::Message& message
   if (request.kind == CallKind::kRRefFetch) {
     return true;  // a lookup; Python values are serialized on the pool
   }
-  constexpr size_t kMaxInlineBytes = 64 * 1024;
   if (request.kind != CallKind::kBuiltin || request.target.rfind("aten::", 0) != 0) {
     return false;
   }
-  size_t bytes = 0;
-  for (const auto& t : message.tensors) {
-    bytes += t.is_sparse() ? t._values().nbytes() + t._indices().nbytes() : t.nbytes();
-  }
-  return bytes <= kMaxInlineBytes;
+  return tensorBytes(message.tensors) <= kMaxReaderInputBytes;
 }
 
 FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallScope>& scope) {

@@ -13,6 +13,7 @@ import distgrad
 import distgrad.rpc as rpc
 from distgrad._testing import Cluster
 from tests import remote_fns
+from tests.checks import wait_for
 from tests.conftest import ROOT
 
 HANDSHAKE_TIMEOUT = "1"
@@ -43,3 +44,20 @@ def test_slow_first_contact_is_a_timeout_not_a_loss(job):
         os.kill(job.pid(2), signal.SIGCONT)
     assert rpc.rpc_sync("worker2", remote_fns.whoami) == "worker2"
     assert rpc.debug_info()["num_pending_calls"] == 0
+
+
+def test_a_connection_its_connector_gave_up_mid_handshake_loses_nobody(job):
+    # As when the acceptor was too slow for the connector's deadline: the
+    # connector (here a raw socket holding the key, claiming worker0) gets
+    # the accept but closes before its arena-ready frame. worker1 has no
+    # other connection from worker0, and must not take worker0 for lost.
+    from tests.test_rpc_handshake import ACCEPT, PROOF, challenged, connect_to, frame, proof_mac, proof_meta, read_frame
+
+    key = rpc.api._job.rendezvous.key._key
+    with connect_to(1) as sock:
+        nonce, their_nonce = challenged(sock, rank=0)
+        sock.sendall(frame(PROOF, 0, proof_meta(proof_mac(key, 0, 1, nonce, their_nonce))))
+        assert read_frame(sock)[0] == ACCEPT
+    wait_for(lambda: "it ended its handshake" in job.log(1), 10, "worker1 to drop that connection")
+    assert rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.whoami)) == "worker0"
+    assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"

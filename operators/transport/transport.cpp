@@ -293,9 +293,15 @@ void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
     reader->done = true;
     return;
   }
+  // An accepted connection's first frame is the connector's arena ready,
+  // which ends its handshake. One that ends before it was given up by the
+  // connector (its handshake deadline passed while we were slow, e.g.
+  // stopped): the peer itself is not lost.
+  bool handshake_finished = !adopt_first;
   try {
     Message message;
     while (conn.receive(message, options_.limits)) {
+      handshake_finished = true;
       if (message.type == kGoodbye) {
         goodbye = true;
       } else if (message.type >= Message::kFirstUserType) {
@@ -313,13 +319,19 @@ void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     Peer& peer = *peers_[rank];
+    if (!handshake_finished && peer.conn == reader->conn) {
+      peer.conn.reset();  // a later connection of the peer's takes its place
+    }
     // When both sides connected at once, the peer has a second connection:
     // losing the one that does not carry our sends loses nothing.
-    quiet = closing_ || (peer.conn && peer.conn != reader->conn);
+    quiet = closing_ || !handshake_finished || (peer.conn && peer.conn != reader->conn);
     peer.said_goodbye |= goodbye;
     goodbye = peer.said_goodbye;
   }
-  if (!quiet && !goodbye) {
+  if (!handshake_finished) {
+    logWarning(options_.name, "dropped connection from " + conn.peerAddress() + " (" +
+                                  describe(rank) + "): it ended its handshake: " + failure);
+  } else if (!quiet && !goodbye) {
     logWarning(options_.name, "lost connection to " + describe(rank) + ": " + failure);
   }
   conn.close();

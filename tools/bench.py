@@ -20,6 +20,7 @@ callee go in tools/bench_fns.py (see there why).
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -28,7 +29,9 @@ import platform
 import queue
 import resource
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -153,7 +156,8 @@ class Measurement:
     bytes_per_iter: Optional[int]  # bytes moved per iteration, both directions, for MB/s
 
     def iterations(self, iters):
-        return max(MIN_ITERS, round(iters * self.iters_scale))
+        """0 for rows that measure once, whatever --iters says."""
+        return max(MIN_ITERS, round(iters * self.iters_scale)) if self.iters_scale else 0
 
 
 MIN_ITERS = 10
@@ -229,6 +233,16 @@ def bulk_python(api, iters):
 def bulk_builtin(api, iters):
     t = torch.randn(BULK_BYTES // 4)
     return time_calls(lambda: api.rpc_sync(api.workers[1], torch.detach, args=(t,)), iters)
+
+
+# The result is computed fresh on the callee (torch.mul(x, 1) allocates and
+# writes 16 MiB), as a real remote computation would: no path can return it
+# by reference to the caller's own memory.
+@measurement("bulk_computed", "16 MiB argument, result computed by builtin torch.mul(x, 1)",
+             iters_scale=1 / 20, bytes_per_iter=2 * BULK_BYTES)
+def bulk_computed(api, iters):
+    t = torch.randn(BULK_BYTES // 4)
+    return time_calls(lambda: api.rpc_sync(api.workers[1], torch.mul, args=(t, 1)), iters)
 
 
 # Distributed autograd rows: whole iterations of a training loop, context
@@ -316,6 +330,73 @@ def dist_optim_step(api, iters):
         return time_calls(lambda: optimizer.step(context_id), iters)
 
 
+# The training iteration of the demo (python -m distgrad.examples.train):
+# a TorchScript forward forking one RPC per parameter server, a backward pass
+# reaching both servers, a DistributedOptimizer step (SGD with momentum) on
+# the three owners, on batches of 32 digits.
+DEMO_MODELS = {"distgrad": "distgrad.examples.digits", "torch": "distgrad.examples.digits_torch",
+               "torch_tcp": "distgrad.examples.digits_torch"}
+
+
+@measurement("demo_iteration", "demo training iteration: scripted fork forward, backward, optimizer step",
+             world_size=3, iters_scale=1 / 5)
+def demo_iteration(api, iters):
+    from types import SimpleNamespace
+
+    from distgrad.examples import digits, train
+
+    model = train.Model(api.rpc, api.autograd, api.optim.DistributedOptimizer,
+                        importlib.import_module(DEMO_MODELS[api.backend]).hidden_forward,
+                        api.workers[1:3], SimpleNamespace(seed=0, hidden=64, lr=0.05))
+    x, y, _, _ = digits.load(seed=0)
+    batches = list(zip(x.split(32), y.split(32)))
+    step = iter(range(1 << 62))
+    return time_calls(lambda: model.step(*batches[next(step) % len(batches)]), iters)
+
+
+# A job of 16 workers on this machine: how long init_rpc takes, what the
+# job costs while nobody calls, and a call's latency between two of them.
+MANY = 16
+
+
+@measurement("init_16", f"{MANY} workers: init_rpc returned on all, after the last one called it",
+             world_size=MANY, iters_scale=0)
+def init_16(api, iters):
+    times = []
+    for w in api.workers:
+        # A worker sets its times just after its init_rpc returns, which may
+        # be a moment after this one's.
+        deadline = time.monotonic() + RPC_TIMEOUT
+        while (t := api.rpc_sync(w, bench_fns.init_times)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        times.append(t)
+    return [round(1e9 * (max(r for _, r in times) - max(c for c, _ in times)))]
+
+
+@measurement("idle_cpu_16", f"{MANY} workers idle: CPU time all of them use per second",
+             world_size=MANY, iters_scale=0)
+def idle_cpu_16(api, iters):
+    pids = [api.rpc_sync(w, os.getpid) for w in api.workers]
+    samples = []
+    for _ in range(3):
+        before = sum(_process_cpu_ns(pid) for pid in pids)
+        time.sleep(1.0)
+        samples.append(sum(_process_cpu_ns(pid) for pid in pids) - before)
+    return samples
+
+
+@measurement("add_builtin_16", f"{MANY} workers: rpc_sync torch.add, 3x3 float", world_size=MANY)
+def add_builtin_16(api, iters):
+    return add_builtin(api, iters)
+
+
+def _process_cpu_ns(pid):
+    """User + system CPU time of process pid and its threads, in ns."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 # --------------------------------------------------------------------------
 # Running one job: world_size processes of one backend.
 
@@ -329,13 +410,17 @@ def free_port():
 
 def _worker_main(backend_name, rank, world_size, port, num_worker_threads, names, iters, results):
     """Body of every process of a job. Rank 0 runs the measurements named in
-    ``names`` and puts ("results", {name: samples}) on ``results``; the other
+    ``names`` (every rank gets them, to prepare what they need) and puts ("results", {name: samples}) on ``results``; the other
     ranks only serve until rank 0 shuts the job down. A measurement that
     raises gets its traceback (a str) instead of samples; any other failure
     is put there as ("error", rank, traceback)."""
     try:
         backend = BACKENDS[backend_name]
+        if "demo_iteration" in names:
+            _import_demo_model(backend_name)
+        called = time.time()
         rpc = backend.init(rank, world_size, f"tcp://127.0.0.1:{port}", num_worker_threads)
+        bench_fns.INIT_TIMES = (called, time.time())
         if rank == 0:
             api = Api(backend, rpc, world_size)
             samples = {}
@@ -353,6 +438,13 @@ def _worker_main(backend_name, rank, world_size, port, num_worker_threads, names
         sys.exit(1)
 
 
+def _import_demo_model(backend_name):
+    """The demo's scripted functions must be compiled on every worker before
+    a call names them (torch finds them among what it has compiled)."""
+    if importlib.util.find_spec("sklearn") is not None:
+        importlib.import_module(DEMO_MODELS[backend_name])
+
+
 class JobError(RuntimeError):
     pass
 
@@ -368,8 +460,7 @@ def run_job(backend_name, world_size, names, iters, num_worker_threads):
     processes = [
         context.Process(
             target=_worker_main,
-            args=(backend_name, rank, world_size, port, num_worker_threads,
-                  names if rank == 0 else [], iters, results),
+            args=(backend_name, rank, world_size, port, num_worker_threads, names, iters, results),
             name=f"bench-{backend_name}-{rank}",
         )
         for rank in range(world_size)
@@ -541,6 +632,62 @@ class ForeignCpu:
         return False
 
 
+# --------------------------------------------------------------------------
+# Floors: what this machine allows at best, measured in the same run.
+
+
+def measure_floors(iters):
+    """{name: median µs}: a 64-byte loopback TCP round trip between two
+    processes in C, busy polling and blocking (tools/pingpong.c, compiled
+    here with cc), and the local work of a computed 16 MiB round trip: the
+    argument copied, torch.mul(x, 1) computed, the result copied, each into
+    memory already in use (no page faults: what a steady state can reach).
+    A floor that cannot be measured (no compiler) is left out."""
+    floors = {}
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pingpong.c")
+    with tempfile.TemporaryDirectory() as build:
+        binary = os.path.join(build, "pingpong")
+        compiler = os.environ.get("CC", "cc")
+        try:
+            subprocess.run([compiler, "-O2", "-o", binary, source], check=True, capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as error:
+            print(f"warning: cannot build {source} ({error}); no round-trip floor", file=sys.stderr)
+        else:
+            for mode in ("busy", "block"):
+                out = subprocess.run([binary, mode, str(max(1000, iters))], check=True, capture_output=True,
+                                     text=True, timeout=300).stdout
+                floors[f"tcp_{mode}"] = float(out)
+    x, sent, computed, received = (torch.randn(BULK_BYTES // 4) for _ in range(4))
+
+    def local_round_trip():
+        sent.copy_(x)
+        torch.mul(sent, 1, out=computed)
+        received.copy_(computed)
+
+    samples = time_calls(local_round_trip, max(MIN_ITERS, iters // 20))
+    floors["bulk_computed"] = sorted(samples)[len(samples) // 2] / 1e3
+    return floors
+
+
+FLOOR_TITLES = {
+    "tcp_busy": "64-byte TCP round trip between two processes, busy polling (C)",
+    "tcp_block": "64-byte TCP round trip between two processes, blocking recv (C)",
+    "bulk_computed": "16 MiB copied, torch.mul(x, 1), result copied, in one process, no page faults",
+}
+# Rows compared with a floor: (row, floor).
+FLOOR_OF = {"add_builtin": "tcp_busy", "bulk_computed": "bulk_computed"}
+
+
+def format_floors(floors, stats):
+    lines = ["floors on this machine (same run):"]
+    lines += [f"  {FLOOR_TITLES[name]}: {_fmt_time(us)}" for name, us in floors.items()]
+    for row, floor in FLOOR_OF.items():
+        ours = stats.get(row, {}).get(REFERENCE)
+        if ours and floor in floors:
+            lines.append(f"  {MEASUREMENTS[row].title}: {ours['median_us'] / floors[floor]:.1f}x its floor")
+    return "\n".join(lines)
+
+
 def machine_description():
     return {
         "cpus": os.cpu_count(),
@@ -562,6 +709,11 @@ def main(argv=None):
                              + "; torch_tcp is TensorPipe restricted to TCP sockets)")
     parser.add_argument("--threads", type=int, default=4,
                         help="num_worker_threads of every worker, on both backends (default 4)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="run every measurement in a job of at least N workers: the ranks a row does "
+                             "not use stay idle, as in a job with more workers than cores (default: each "
+                             "row's own size)")
+    parser.add_argument("--no-floors", action="store_true", help="do not measure this machine's floors")
     parser.add_argument("--json", metavar="PATH", help="write raw samples and statistics to PATH")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
     args = parser.parse_args(argv)
@@ -574,6 +726,8 @@ def main(argv=None):
               file=sys.stderr, flush=True)
 
     selected = [MEASUREMENTS[n] for n in (args.only or MEASUREMENTS)]
+    # Before the jobs, while the machine is as quiet as it will be.
+    floors = {} if args.no_floors else measure_floors(args.iters)
     backends = [b for b in BACKENDS if b in (args.backend or DEFAULT_BACKENDS)]
 
     # One job per (world size, backend). The backends run one after the
@@ -581,7 +735,7 @@ def main(argv=None):
     # running at once would measure each other's scheduling, not the RPCs.
     by_world_size = {}
     for m in selected:
-        by_world_size.setdefault(m.world_size, []).append(m)
+        by_world_size.setdefault(max(m.world_size, args.workers), []).append(m)
     stats = {m.name: {} for m in selected}
     raw = {m.name: {} for m in selected}
     failures = []
@@ -622,6 +776,8 @@ def main(argv=None):
     print(f"{machine['cpus']} CPUs, torch {machine['torch']}, Python {machine['python']}, "
           f"--iters {args.iters}, {args.threads} worker threads{busy_note}")
     print(format_table([(m, stats[m.name]) for m in selected], backends, markdown=args.markdown))
+    if floors:
+        print(format_floors(floors, stats))
     if noisy:
         print("note: other processes were busy during: " + ", ".join(noisy))
 
@@ -630,6 +786,7 @@ def main(argv=None):
             "machine": machine,
             "options": {"iters": args.iters, "threads": args.threads, "backends": backends},
             "failures": failures,
+            "floors_us": floors,
             "jobs": jobs,
             "measurements": {
                 m.name: {

@@ -61,3 +61,12 @@ class Accumulator:
 def make_param(shape):
     """A leaf tensor that requires grad, held by its owner for an optimizer."""
     return torch.ones(shape, requires_grad=True)
+
+
+# (time.time() just before init_rpc was called, just after it returned) in
+# this worker; set by bench.py.
+INIT_TIMES = None
+
+
+def init_times():
+    return INIT_TIMES

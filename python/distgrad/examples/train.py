@@ -82,26 +82,45 @@ def run_worker(rank, world_size, backend, init_method, config):
     return result
 
 
+class Model:
+    """The model on the trainer: the hidden layer's shards on the servers
+    (RRefs), the output layer here, and a DistributedOptimizer over both."""
+
+    def __init__(self, rpc, dist_autograd, DistributedOptimizer, hidden_forward, servers, config):
+        torch.manual_seed(config.seed)
+        # The hidden layer as nn.Linear would start it, split by columns among the servers.
+        hidden = nn.Linear(digits.FEATURES, config.hidden)
+        weight_shards = hidden.weight.detach().t().tensor_split(len(servers), dim=1)
+        bias_shards = hidden.bias.detach().tensor_split(len(servers))
+        self.weights = [rpc.remote(s, digits.make_parameter, args=(w.contiguous(),))
+                        for s, w in zip(servers, weight_shards)]
+        self.biases = [rpc.remote(s, digits.make_parameter, args=(b.contiguous(),))
+                       for s, b in zip(servers, bias_shards)]
+        self.output = nn.Linear(config.hidden, digits.CLASSES)
+        parameters = self.weights + self.biases + [rpc.RRef(p) for p in self.output.parameters()]
+        self.optimizer = DistributedOptimizer(torch.optim.SGD, parameters, lr=config.lr, momentum=0.9)
+        self.dist_autograd = dist_autograd
+        self.hidden_forward = hidden_forward
+
+    def step(self, x, y):
+        """One training iteration on a batch; returns its loss."""
+        with self.dist_autograd.context() as context_id:
+            loss = F.cross_entropy(self.output(self.hidden_forward(x, self.weights, self.biases)), y)
+            self.dist_autograd.backward(context_id, [loss])
+            self.optimizer.step(context_id)
+        return loss
+
+    def accuracy(self, x, y):
+        with torch.no_grad():
+            logits = self.output(self.hidden_forward(x, self.weights, self.biases))
+        return (logits.argmax(dim=1) == y).float().mean().item()
+
+
 def train(backend, rpc, dist_autograd, DistributedOptimizer, hidden_forward, servers, config):
     """Runs on the trainer; returns the held-out accuracy, the time per
     iteration and the per-epoch history."""
     train_x, train_y, test_x, test_y = digits.load(config.seed)
-    torch.manual_seed(config.seed)
-    # The hidden layer as nn.Linear would start it, split by columns among the servers.
-    hidden = nn.Linear(digits.FEATURES, config.hidden)
-    weight_shards = hidden.weight.detach().t().tensor_split(len(servers), dim=1)
-    bias_shards = hidden.bias.detach().tensor_split(len(servers))
-    weights = [rpc.remote(s, digits.make_parameter, args=(w.contiguous(),)) for s, w in zip(servers, weight_shards)]
-    biases = [rpc.remote(s, digits.make_parameter, args=(b.contiguous(),)) for s, b in zip(servers, bias_shards)]
-    output = nn.Linear(config.hidden, digits.CLASSES)
-    parameters = weights + biases + [rpc.RRef(p) for p in output.parameters()]
-    optimizer = DistributedOptimizer(torch.optim.SGD, parameters, lr=config.lr, momentum=0.9)
-
-    def accuracy():
-        with torch.no_grad():
-            logits = output(hidden_forward(test_x, weights, biases))
-        return (logits.argmax(dim=1) == test_y).float().mean().item()
-
+    model = Model(rpc, dist_autograd, DistributedOptimizer, hidden_forward, servers, config)
     shuffle = torch.Generator().manual_seed(config.seed)
     history = []
     for epoch in range(config.epochs):
@@ -109,14 +128,10 @@ def train(backend, rpc, dist_autograd, DistributedOptimizer, hidden_forward, ser
         loss_sum, steps = 0.0, 0
         start = time.perf_counter()
         for batch in order.split(config.batch_size):
-            with dist_autograd.context() as context_id:
-                loss = F.cross_entropy(output(hidden_forward(train_x[batch], weights, biases)), train_y[batch])
-                dist_autograd.backward(context_id, [loss])
-                optimizer.step(context_id)
-            loss_sum += loss.item()
+            loss_sum += model.step(train_x[batch], train_y[batch]).item()
             steps += 1
         seconds = time.perf_counter() - start
-        history.append({"loss": loss_sum / steps, "accuracy": accuracy(), "seconds": seconds, "steps": steps})
+        history.append({"loss": loss_sum / steps, "accuracy": model.accuracy(test_x, test_y), "seconds": seconds, "steps": steps})
         print(f"[{backend}] epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['loss']:.4f}  "
               f"held-out accuracy {history[-1]['accuracy']:.4f}  ({1000 * seconds / steps:.2f} ms/iter)",
               flush=True)

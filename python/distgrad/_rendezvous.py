@@ -320,8 +320,9 @@ class Rendezvous:
         # less often. check() does not block: a store wait() that times out
         # logs a warning each time.
         interval = 0.002
+        arrived = set()
         while True:
-            missing = self._missing(label)
+            missing = self._missing(label, arrived)
             if not missing:
                 return
             lost = dict(lost_workers() if lost_workers else [])
@@ -341,14 +342,23 @@ class Rendezvous:
             time.sleep(interval)
             interval = min(interval * 2, _CHECK_INTERVAL)
 
-    def _missing(self, label):
-        """The ranks whose signed arrival at barrier label is not in the store."""
-        keys = [f"barrier/{label}/{r}" for r in range(self.world_size)]
+    def _missing(self, label, arrived):
+        """The ranks whose signed arrival at barrier label is not in the store.
+        ``arrived`` holds the ranks already seen there, which are not asked
+        again (a waiting worker asks about the others several times a
+        second, and the store serves every worker of the job); it is updated."""
         doing = f"waiting for the workers to reach '{label}'"
-        if self._call(doing, self.store.check, keys):
-            values = self._call(doing, self.store.multi_get, keys)
-            return [r for r, value in enumerate(values) if self.key.open(keys[r], value) is None]
-        return [r for r, key in enumerate(keys) if not self._call(doing, self.store.check, [key])]
+        waiting = [r for r in range(self.world_size) if r not in arrived]
+        keys = [f"barrier/{label}/{r}" for r in waiting]
+        if len(waiting) > 1 and not self._call(doing, self.store.check, keys):
+            present = [r for r, key in zip(waiting, keys) if self._call(doing, self.store.check, [key])]
+        else:
+            present = waiting if keys and self._call(doing, self.store.check, keys) else []
+        if present:
+            values = self._call(doing, self.store.multi_get, [f"barrier/{label}/{r}" for r in present])
+            arrived.update(r for r, value in zip(present, values)
+                           if self.key.open(f"barrier/{label}/{r}", value) is not None)
+        return [r for r in range(self.world_size) if r not in arrived]
 
     def leave(self, timeout):
         """Called last by every worker; rank 0, which may host the store,

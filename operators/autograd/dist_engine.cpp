@@ -5,6 +5,7 @@
 #include "autograd/messages.h"
 #include "common/errors.h"
 #include "common/torch_private.h"
+#include "rpc/thread_pool.h"
 
 #include <c10/util/Exception.h>
 
@@ -113,7 +114,10 @@ void settleUndecided(BackwardPass& pass, const c10::List<int64_t>& first_reports
       answers.push_back(sendMessage(static_cast<int>(peer), std::move(join), timeout_seconds));
     }
     for (const auto& answer : answers) {
-      answer->waitAndThrow();
+      {
+        rpc::ThreadPool::WaitScope waiting;
+        answer->waitAndThrow();
+      }
       absorb(answer->value().toIntList());
     }
   }
@@ -153,7 +157,10 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
     return makePass(pass_id, retain_graph, timeout_seconds, context, root_edges, graph);
   });
   FuturePtr done = pass->runFromRoots(roots, root_edges);
-  done->waitAndThrow();
+  {
+    rpc::ThreadPool::WaitScope waiting;
+    done->waitAndThrow();
+  }
   settleUndecided(*pass, done->value().toIntList(), timeout_seconds);
 }
 

@@ -1,5 +1,6 @@
 #include "rpc/agent.h"
 #include "rpc/rref_pickling.h"
+#include "rpc/thread_pool.h"
 
 #include <torch/custom_class.h>
 #include <torch/library.h>
@@ -45,7 +46,10 @@ void rpcSync(const c10::OperatorHandle& /*op*/, torch::jit::Stack* stack) {
   auto agent = Agent::current();
   Call call = callFromStack(*agent, stack);
   FuturePtr result = agent->call(call.dst, std::move(call.request), call.timeout);
-  result->waitAndThrow();
+  {
+    distgrad::rpc::ThreadPool::WaitScope waiting;
+    result->waitAndThrow();
+  }
   torch::jit::push(*stack, result->value());
 }
 

@@ -1,6 +1,7 @@
 #include "python/interrupt.h"
 #include "python/bindings.h"
 #include "python/python_values.h"
+#include "rpc/thread_pool.h"
 
 #include <c10/util/Logging.h>
 
@@ -54,6 +55,7 @@ void waitInterruptibly(const rpc::FuturePtr& future) {
     }
     completion->cv.notify_all();
   });
+  rpc::ThreadPool::WaitScope waiting;
   std::unique_lock<std::mutex> lock(completion->mu);
   while (!completion->cv.wait_for(lock, kSignalCheckInterval, [&] { return completion->done; })) {
     lock.unlock();

@@ -131,9 +131,10 @@ Agent::Agent(AgentOptions options)
   transport_options.limits = options_.limits;
   transport_options.arena_bytes = options_.shared_memory_bytes;
   // A reader polling while pool threads compute would take a core from them
-  // (2 cores and a few processes are common): it polls only while the pool
-  // is idle.
-  transport_options.may_poll = [this] { return pool_.busy() == 0; };
+  // (2 cores and a few processes are common): it polls only while no pool
+  // thread computes. A pool thread blocked in a nested call's wait does not
+  // count: the reply it waits for is what the reader would poll for.
+  transport_options.may_poll = [this] { return pool_.computing() == 0; };
   transport_ = std::make_unique<transport::Transport>(
       transport_options,
       [this](int src, transport::Message&& message) { onMessage(src, std::move(message)); },
@@ -267,7 +268,8 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
                           std::chrono::duration<double>(timeout_seconds));
       pending.deadline = deadlines_.emplace(deadline, id);
       pending.has_deadline = true;
-      if (pending.deadline == deadlines_.begin()) {
+      if (deadline < timeout_thread_wakes_at_) {
+        timeout_thread_wakes_at_ = deadline;
         timeout_cv_.notify_one();
       }
     }
@@ -342,7 +344,10 @@ FuturePtr Agent::fetch(const RRefPtr& rref, double timeout_seconds) {
 
 c10::IValue Agent::toHere(const RRefPtr& rref, double timeout_seconds) {
   FuturePtr fetched = fetch(rref, timeout_seconds);
-  fetched->waitAndThrow();
+  {
+    ThreadPool::WaitScope waiting;
+    fetched->waitAndThrow();
+  }
   return rref->isOwner() ? fetched->value() : decodeFetched(fetched->value());
 }
 
@@ -640,14 +645,17 @@ void Agent::timeoutLoop() {
   std::unique_lock<std::mutex> lock(pending_mu_);
   while (!stopping_) {
     if (deadlines_.empty()) {
+      timeout_thread_wakes_at_ = std::chrono::steady_clock::time_point::max();
       timeout_cv_.wait(lock);
       continue;
     }
     auto now = std::chrono::steady_clock::now();
     // A copy: wait_until reads its deadline again after waking, and the entry
-    // may have been erased meanwhile (its call answered).
+    // may have been erased meanwhile (its call answered). Answered calls
+    // leave their deadline to pass: the thread then looks again.
     auto next = deadlines_.begin()->first;
     if (now < next) {
+      timeout_thread_wakes_at_ = next;
       timeout_cv_.wait_until(lock, next);
       continue;
     }

@@ -232,11 +232,17 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // gets no reply.
   static constexpr uint64_t kNoReply = 0;
   std::atomic<uint64_t> next_call_id_{1};
-  mutable std::mutex pending_mu_;  // guards pending_, deadlines_, lost_peers_, stopping_
+  // guards pending_, deadlines_, timeout_thread_wakes_at_, lost_peers_, stopping_
+  mutable std::mutex pending_mu_;
   std::unordered_map<uint64_t, PendingCall> pending_;
   std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines_;
   std::unordered_map<int, std::string> lost_peers_;
   bool stopping_ = false;
+  // When the timeout thread wakes up by itself next: only an earlier deadline
+  // needs to wake it (a call's deadline is usually the latest, and waking
+  // it for every call cost a context switch per call).
+  std::chrono::steady_clock::time_point timeout_thread_wakes_at_ =
+      std::chrono::steady_clock::time_point::max();
   std::condition_variable timeout_cv_;  // wakes the timeout thread
   std::condition_variable idle_cv_;     // signalled when a call or request ends
   std::atomic<size_t> active_requests_{0};

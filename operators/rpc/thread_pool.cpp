@@ -3,9 +3,29 @@
 #include "common/log.h"
 #include "common/thread_role.h"
 
+#include <algorithm>
 #include <exception>
 
 namespace distgrad::rpc {
+
+namespace {
+
+// The pool whose thread this is, for WaitScope.
+thread_local ThreadPool* current_pool = nullptr;
+
+}  // namespace
+
+ThreadPool::WaitScope::WaitScope() : pool_(current_pool) {
+  if (pool_ != nullptr) {
+    ++pool_->waiting_;
+  }
+}
+
+ThreadPool::WaitScope::~WaitScope() {
+  if (pool_ != nullptr) {
+    --pool_->waiting_;
+  }
+}
 
 ThreadPool::ThreadPool(int num_threads) {
   threads_.reserve(num_threads);
@@ -24,7 +44,12 @@ void ThreadPool::run(std::function<void()> task) {
     if (!stopping_) {
       ++busy_;
       tasks_.push_back(std::move(task));
-      wakeup_.notify_one();
+      if (!idle_.empty()) {
+        Idle* thread = idle_.back();
+        idle_.pop_back();
+        thread->woken = true;
+        thread->wakeup.notify_one();
+      }
       return;
     }
   }
@@ -40,8 +65,10 @@ void ThreadPool::stop() {
     // Joining would wait for this thread itself.
     checkNotCalledFrom({ThreadRole::kPool}, "ThreadPool::stop()");
     stopping_ = true;
+    for (Idle* thread : idle_) {
+      thread->wakeup.notify_one();
+    }
   }
-  wakeup_.notify_all();
   for (auto& t : threads_) {
     t.join();
   }
@@ -49,19 +76,29 @@ void ThreadPool::stop() {
 
 void ThreadPool::work() {
   setCurrentThreadRole(ThreadRole::kPool);
+  current_pool = this;
+  Idle self;
+  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    std::function<void()> task;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      wakeup_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-      if (tasks_.empty()) {
-        return;  // stopping, and everything queued has run
-      }
-      task = std::move(tasks_.front());
+    if (!tasks_.empty()) {
+      std::function<void()> task = std::move(tasks_.front());
       tasks_.pop_front();
+      lock.unlock();
+      runGuarded(task);
+      task = nullptr;  // what it holds is released outside the lock
+      --busy_;
+      lock.lock();
+      continue;
     }
-    runGuarded(task);
-    --busy_;
+    if (stopping_) {
+      return;  // everything queued has run
+    }
+    self.woken = false;
+    idle_.push_back(&self);
+    self.wakeup.wait(lock, [&] { return self.woken || stopping_; });
+    if (!self.woken) {
+      idle_.erase(std::find(idle_.begin(), idle_.end(), &self));
+    }
   }
 }
 

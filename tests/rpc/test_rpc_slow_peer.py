@@ -51,7 +51,7 @@ def test_a_connection_its_connector_gave_up_mid_handshake_loses_nobody(job):
     # connector (here a raw socket holding the key, claiming worker0) gets
     # the accept but closes before its arena-ready frame. worker1 has no
     # other connection from worker0, and must not take worker0 for lost.
-    from tests.test_rpc_handshake import ACCEPT, PROOF, challenged, connect_to, frame, proof_mac, proof_meta, read_frame
+    from tests.rpc.test_rpc_handshake import ACCEPT, PROOF, challenged, connect_to, frame, proof_mac, proof_meta, read_frame
 
     key = rpc.api._job.rendezvous.key._key
     with connect_to(1) as sock:

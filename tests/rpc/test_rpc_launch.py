@@ -14,7 +14,7 @@ from distgrad._testing import Cluster
 from distgrad.rpc import api
 from tests import remote_fns
 from tests.conftest import ROOT
-from tests.test_rpc_rendezvous import run_programs
+from tests.rpc.test_rpc_rendezvous import run_programs
 
 
 def test_advertised_address_can_be_set():

@@ -16,6 +16,9 @@ from tests import remote_fns
 from tests.conftest import ROOT
 from tests.rpc.test_rpc_rendezvous import run_programs
 
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job, or none.
+pytestmark = pytest.mark.no_cluster
+
 
 def test_advertised_address_can_be_set():
     # worker1 still listens on 127.0.0.1, but tells the others a name.

@@ -16,6 +16,9 @@ from tests import remote_fns
 from tests.checks import free_port
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job.
+pytestmark = pytest.mark.no_cluster
+
 
 def listening_sockets(pid):
     """(address, port) of every TCP socket process pid listens on."""

@@ -16,6 +16,9 @@ from tests import remote_fns
 from tests.checks import wait_for
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). It runs its own job (`job` below).
+pytestmark = pytest.mark.no_cluster
+
 HANDSHAKE_TIMEOUT = "1"
 
 

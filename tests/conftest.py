@@ -1,3 +1,8 @@
+"""Fixtures of all of tests/ (jit_tests/ imports them too): `cluster`, a job
+per module, and `nothing_left_behind`, the check after every test that was in
+one. tests/rpc, tests/autograd and tests/optim_nn put every test in its
+module's cluster (tests/cluster_autouse.py). See docs/testing.md."""
+
 from pathlib import Path
 
 import pytest

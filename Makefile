@@ -53,9 +53,10 @@ test-unit: $(INSTALLED)
 ASAN_BUILD := build/asan
 ASAN_LIB := $(ASAN_BUILD)/lib
 # About 2.5 minutes on two cores; ASAN_TESTS="tests jit_tests" runs everything.
-ASAN_TESTS ?= $(addprefix tests/test_,$(addsuffix .py,\
+ASAN_TESTS ?= $(addprefix tests/rpc/test_,$(addsuffix .py,\
 	rpc_funcs rpc_tensors rpc_shared_memory rpc_handshake rpc_message_limit rpc_errors \
-	rpc_async rpc_nested rpc_sparse rpc_shutdown rpc_timeouts rpc_peer_death rref_remote \
+	rpc_async rpc_nested rpc_sparse rpc_shutdown rpc_timeouts rpc_peer_death rref_remote)) \
+	$(addprefix tests/autograd/test_,$(addsuffix .py,\
 	autograd_graphs autograd_unused_results autograd_errors autograd_release autograd_context \
 	autograd_nested autograd_remote_leaves autograd_retain_graph autograd_hooks \
 	autograd_concurrency autograd_faults))

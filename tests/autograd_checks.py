@@ -1,4 +1,4 @@
-"""Shared by the distributed autograd tests (tests/test_autograd_*.py): the
+"""Shared by the distributed autograd tests (tests/autograd/): the
 check that no test leaves a context behind (run after every test that uses
 the cluster, see tests/conftest.py), running a computation across the job
 and as a plain local torch.autograd reference, and comparing gradients."""

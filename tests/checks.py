@@ -129,3 +129,49 @@ def run_program(command, timeout, **popen_args):
             pytest.fail(f"processes of {command} were still running 10 s after it exited")
         time.sleep(0.05)
     return proc.returncode, output
+
+
+# distgrad's private state ------------------------------------------------------
+#
+# What a few tests must read or reset that distgrad keeps private on purpose:
+# no user should get the job key or the rendezvous store of a job, and the
+# others are internals of init_rpc. The tests reach them here only, so that a
+# change inside distgrad has one place to follow.
+
+
+def job_rendezvous():
+    """The rendezvous of this process's job (distgrad._rendezvous.Rendezvous),
+    whose store the security tests read and write as a stranger would."""
+    import distgrad.rpc.api
+
+    return distgrad.rpc.api._job.rendezvous
+
+
+def job_key():
+    """The bytes of this job's key: the handshake tests compute MACs with
+    Python's hmac, to check a worker's and to make the proofs only a worker
+    of the job could make."""
+    return job_rendezvous().key._key
+
+
+def listening_address(rank):
+    """The "host:port" worker rank accepts RPC connections on, as published
+    at the rendezvous (read through this worker's rendezvous store)."""
+    return job_rendezvous().exchange_addresses()[rank]
+
+
+def warn_again_of_a_loopback_address(monkeypatch):
+    """init_rpc warns once per process that the address it advertises is a
+    loopback one though the store is on another host; for this test it warns
+    again."""
+    import distgrad.rpc.api
+
+    monkeypatch.setattr(distgrad.rpc.api, "_warned_loopback", False)
+
+
+def warn_again_of_a_missing_token(monkeypatch):
+    """init_rpc warns once per process that DISTGRAD_AUTH_TOKEN is not set
+    though other hosts reach the store; for this test it warns again."""
+    from distgrad import _job_key
+
+    monkeypatch.setattr(_job_key, "_warned", False)

@@ -93,12 +93,6 @@ def call(to, func, args=(), kwargs=None, timeout=-1.0):
     return rpc.rpc_sync(to, func, args, kwargs, timeout)
 
 
-def listening_address(rank):
-    """The "host:port" worker rank accepts RPC connections on, as published
-    at the rendezvous (read through this worker's rendezvous store)."""
-    return rpc.api._job.rendezvous.exchange_addresses()[rank]
-
-
 # Distributed autograd ---------------------------------------------------------
 #
 # The functions below take a `call(dst, func, *args)` argument for the calls

@@ -18,6 +18,9 @@ from tests import remote_fns
 from tests.checks import wait_for
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Its own job, with a worker in a pids cgroup.
+pytestmark = pytest.mark.no_cluster
+
 CGROUP_ROOT = "/sys/fs/cgroup/pids"
 
 

@@ -17,6 +17,9 @@ from distgrad._testing import Cluster
 from tests import remote_fns
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job, to shut it down.
+pytestmark = pytest.mark.no_cluster
+
 
 def os_threads():
     """The ids of this process's OS threads."""

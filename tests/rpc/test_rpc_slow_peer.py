@@ -13,8 +13,11 @@ import distgrad
 import distgrad.rpc as rpc
 from distgrad._testing import Cluster
 from tests import remote_fns
-from tests.checks import wait_for
+from tests.checks import job_key, wait_for
 from tests.conftest import ROOT
+
+# No cluster for this module (tests/cluster_autouse.py). It runs its own job (`job` below).
+pytestmark = pytest.mark.no_cluster
 
 HANDSHAKE_TIMEOUT = "1"
 
@@ -51,9 +54,9 @@ def test_a_connection_its_connector_gave_up_mid_handshake_loses_nobody(job):
     # connector (here a raw socket holding the key, claiming worker0) gets
     # the accept but closes before its arena-ready frame. worker1 has no
     # other connection from worker0, and must not take worker0 for lost.
-    from tests.test_rpc_handshake import ACCEPT, PROOF, challenged, connect_to, frame, proof_mac, proof_meta, read_frame
+    from tests.rpc.test_rpc_handshake import ACCEPT, PROOF, challenged, connect_to, frame, proof_mac, proof_meta, read_frame
 
-    key = rpc.api._job.rendezvous.key._key
+    key = job_key()
     with connect_to(1) as sock:
         nonce, their_nonce = challenged(sock, rank=0)
         sock.sendall(frame(PROOF, 0, proof_meta(proof_mac(key, 0, 1, nonce, their_nonce))))

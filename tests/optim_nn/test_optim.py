@@ -10,7 +10,7 @@ import torch
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from distgrad.optim import DistributedOptimizer
-from tests import optim_fns
+from tests.optim_nn import optim_fns
 from tests.autograd_checks import in_fresh_thread
 from tests.checks import run_in_threads
 

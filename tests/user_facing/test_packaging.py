@@ -10,11 +10,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 # What a source distribution holds: enough to build the wheel.
 SOURCES = ["setup.py", "pyproject.toml", "README.md", "operators", "python"]

@@ -5,7 +5,7 @@ import torch.nn as nn
 
 import distgrad.rpc as rpc
 from distgrad.nn import RemoteModule
-from tests import optim_fns
+from tests.optim_nn import optim_fns
 
 
 def forward_on_me(remote_module, x):

@@ -12,6 +12,9 @@ from distgrad._testing import Cluster
 from tests import rref_fns
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job, to shut it down.
+pytestmark = pytest.mark.no_cluster
+
 
 def test_graceful_shutdown_releases_every_reference():
     job = Cluster(3, root=ROOT).start()

@@ -6,7 +6,7 @@ import torch
 
 import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
-from tests import sparse_fns
+from tests.rpc import sparse_fns
 
 WORLD_SIZE = 2
 

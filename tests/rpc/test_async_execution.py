@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import distgrad.rpc as rpc
-from tests import async_fns
+from tests.rpc import async_fns
 from tests.checks import assert_same, remote_message, run_in_threads
 
 WORLD_SIZE = 3

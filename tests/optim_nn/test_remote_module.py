@@ -13,7 +13,7 @@ import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from distgrad.nn import RemoteModule
 from distgrad.optim import DistributedOptimizer
-from tests import nn_fns, optim_fns
+from tests.optim_nn import nn_fns, optim_fns
 from tests.checks import assert_same
 
 WORLD_SIZE = 3

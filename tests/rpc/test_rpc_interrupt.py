@@ -16,6 +16,9 @@ import pytest
 from tests.checks import free_port
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Each case is a program with a job of its own.
+pytestmark = pytest.mark.no_cluster
+
 # Bounds every wait of these tests.
 DEADLINE = 60.0
 # How soon after SIGINT the program must report KeyboardInterrupt.

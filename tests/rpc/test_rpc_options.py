@@ -16,6 +16,9 @@ import distgrad.rpc as rpc
 from distgrad.rpc import BackendType, RpcBackendOptions, TensorPipeRpcBackendOptions
 from tests import remote_fns
 
+# No cluster for this module (tests/cluster_autouse.py). Each test calls init_rpc here for a job of its own.
+pytestmark = pytest.mark.no_cluster
+
 # How long a call of arrive() waits for the others before giving up.
 ARRIVAL_TIMEOUT = 1.0
 _barrier = None

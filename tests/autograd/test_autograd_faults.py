@@ -19,6 +19,9 @@ from tests.autograd_checks import debug_info
 from tests.checks import wait_for
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job, to stop or kill a worker.
+pytestmark = pytest.mark.no_cluster
+
 
 def num_contexts(worker):
     return debug_info(worker)["num_autograd_contexts"]

@@ -6,15 +6,13 @@ import multiprocessing
 import os
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests import launch_fns
 from tests.checks import run_program
+from tests.conftest import ROOT
+from tests.user_facing import launch_fns
 from tools.examples.launch import run_job
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Seconds an example may take here (it takes a few); the examples' own job
 # timeout is below it, so that a stuck job reports itself first.

@@ -13,8 +13,11 @@ from distgrad import DistError, DistTimeoutError, _job_key
 from distgrad._rendezvous import InitMethod, Rendezvous
 from distgrad._testing import Cluster
 from tests import remote_fns
-from tests.checks import free_port
+from tests.checks import free_port, job_rendezvous, listening_address, warn_again_of_a_missing_token
 from tests.conftest import ROOT
+
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job.
+pytestmark = pytest.mark.no_cluster
 
 
 def listening_sockets(pid):
@@ -47,7 +50,7 @@ def job():
 
 
 def test_local_job_keeps_its_key_out_of_the_store(job):
-    rendezvous = rpc.api._job.rendezvous
+    rendezvous = job_rendezvous()
     # The store holds the path of the key file, not a key...
     assert not rendezvous.store.check(["key"])
     path = rendezvous.store.get("key_file").decode()
@@ -57,14 +60,14 @@ def test_local_job_keeps_its_key_out_of_the_store(job):
 
 
 def test_workers_of_a_local_job_listen_on_loopback_only(job):
-    port = int(remote_fns.listening_address(1).rsplit(":", 1)[1])
-    assert remote_fns.listening_address(1).startswith("127.0.0.1:")
+    port = int(listening_address(1).rsplit(":", 1)[1])
+    assert listening_address(1).startswith("127.0.0.1:")
     assert ("127.0.0.1", port) in listening_sockets(job.pid(1))
     assert all(address == "127.0.0.1" for address, p in listening_sockets(job.pid(1)) if p == port)
 
 
 def test_forged_barrier_arrivals_do_not_complete_a_barrier(job):
-    rendezvous = rpc.api._job.rendezvous
+    rendezvous = job_rendezvous()
     # A stranger marks worker1 as arrived, with and without a plausible value.
     rendezvous.store.set("barrier/probe/1", b"")
     with pytest.raises(DistTimeoutError, match=r"missing: worker1 \(rank 1\)"):
@@ -86,7 +89,7 @@ def test_forged_address_is_ignored(tmp_path):
 
 
 def test_a_store_other_hosts_reach_without_a_token_warns(monkeypatch):
-    monkeypatch.setattr(_job_key, "_warned", False)
+    warn_again_of_a_missing_token(monkeypatch)
     monkeypatch.delenv("DISTGRAD_AUTH_TOKEN", raising=False)
     with pytest.warns(UserWarning, match="DISTGRAD_AUTH_TOKEN is not set and the rendezvous store at 0.0.0.0:"):
         rpc.init_rpc("solo", rank=0, world_size=1, init_method=f"tcp://0.0.0.0:{free_port()}")
@@ -107,7 +110,7 @@ def test_same_token_on_every_worker(monkeypatch):
     monkeypatch.setenv("DISTGRAD_AUTH_TOKEN", "shared job token")
     job = Cluster(2, root=ROOT, env={"DISTGRAD_AUTH_TOKEN": "shared job token"}).start()
     try:
-        rendezvous = rpc.api._job.rendezvous
+        rendezvous = job_rendezvous()
         assert not rendezvous.store.check(["key"]) and not rendezvous.store.check(["key_file"])
         assert rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.whoami)) == "worker0"
     finally:

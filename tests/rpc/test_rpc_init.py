@@ -7,6 +7,10 @@ import torch
 import distgrad.rpc as rpc
 from tests import remote_fns
 
+# No cluster for this module (tests/cluster_autouse.py). Most tests here call init_rpc with no job around;
+# the two that need one ask for `cluster`.
+pytestmark = pytest.mark.no_cluster
+
 WORLD_SIZE = 2
 
 

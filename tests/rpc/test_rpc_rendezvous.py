@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch.distributed as c10d
 
 import distgrad.rpc as rpc
@@ -17,6 +18,9 @@ from distgrad._testing import Cluster
 from tests import remote_fns
 from tests.checks import free_port
 from tests.conftest import ROOT
+
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job.
+pytestmark = pytest.mark.no_cluster
 
 # Bounds each program run here, start to exit.
 PROGRAM_TIMEOUT = 90.0

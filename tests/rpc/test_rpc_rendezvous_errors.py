@@ -19,6 +19,9 @@ from distgrad import DistError
 from tests.checks import free_port
 from tests.conftest import ROOT
 
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job.
+pytestmark = pytest.mark.no_cluster
+
 # Bounds each job, start to exit.
 DEADLINE = 60.0
 

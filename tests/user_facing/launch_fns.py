@@ -1,4 +1,4 @@
-"""Worker functions for tests/test_examples.py's checks of the example
+"""Worker functions for test_examples.py's checks of the example
 launcher (tools/examples/launch.py), imported by name in its processes."""
 
 import os

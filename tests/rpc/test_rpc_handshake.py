@@ -19,7 +19,7 @@ import torch
 
 import distgrad.rpc as rpc
 from tests import remote_fns
-from tests.checks import wait_for
+from tests.checks import job_key, listening_address, wait_for
 
 WORLD_SIZE = 3
 HANDSHAKE_TIMEOUT = 1.5
@@ -86,7 +86,7 @@ def closed_without_reply(sock):
 
 
 def connect_to(rank):
-    host, port = remote_fns.listening_address(rank).rsplit(":", 1)
+    host, port = listening_address(rank).rsplit(":", 1)
     return socket.create_connection((host, int(port)), timeout=10)
 
 
@@ -158,7 +158,7 @@ def test_proof_without_the_key_is_refused(cluster, mac):
 def test_recorded_proof_cannot_be_replayed(cluster):
     # A proof made with the key for one challenge (as an eavesdropper would
     # have seen it) does not answer the challenge of another connection.
-    key = rpc.api._job.rendezvous.key._key
+    key = job_key()
     with connect_to(1) as first:
         nonce, first_challenge = challenged(first)
         recorded = proof_mac(key, 0, 1, nonce, first_challenge)
@@ -176,7 +176,7 @@ def test_recorded_proof_cannot_be_replayed(cluster):
 def test_challenge_reveals_nothing_but_proves_the_worker(cluster):
     # The worker's challenge carries its nonce and a MAC binding both nonces
     # and both ranks: checked here with the job's key.
-    key = rpc.api._job.rendezvous.key._key
+    key = job_key()
     with connect_to(2) as sock:
         nonce = secrets.token_bytes(NONCE_BYTES)
         sock.sendall(frame(HELLO, 1, nonce))
@@ -265,7 +265,7 @@ def test_a_frame_that_stalls_is_dropped_without_losing_the_peer(cluster):
     # With the key (as a worker of the job): the accept announces worker1's
     # limits; a frame that stops halfway is dropped after FRAME_TIMEOUT.
     assert_everyone_still_served()  # worker1's own connection from worker0 is up
-    key = rpc.api._job.rendezvous.key._key
+    key = job_key()
     with connect_to(1) as sock:
         nonce, their_nonce = challenged(sock, rank=0)
         sock.sendall(frame(PROOF, 0, proof_meta(proof_mac(key, 0, 1, nonce, their_nonce))))

@@ -13,16 +13,20 @@ from distgrad._rendezvous import InitMethod
 from distgrad._testing import Cluster
 from distgrad.rpc import api
 from tests import remote_fns
+from tests.checks import listening_address, warn_again_of_a_loopback_address
 from tests.conftest import ROOT
-from tests.test_rpc_rendezvous import run_programs
+from tests.rpc.test_rpc_rendezvous import run_programs
+
+# No cluster for this module (tests/cluster_autouse.py). Each test runs its own job, or none.
+pytestmark = pytest.mark.no_cluster
 
 
 def test_advertised_address_can_be_set():
     # worker1 still listens on 127.0.0.1, but tells the others a name.
     job = Cluster(2, root=ROOT, env={"DISTGRAD_ADVERTISE_ADDR": "localhost"}).start()
     try:
-        assert remote_fns.listening_address(0).startswith("127.0.0.1:")
-        assert remote_fns.listening_address(1).startswith("localhost:")
+        assert listening_address(0).startswith("127.0.0.1:")
+        assert listening_address(1).startswith("localhost:")
         assert rpc.rpc_sync("worker1", remote_fns.whoami) == "worker1"
         assert rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.whoami)) == "worker0"
     finally:
@@ -43,7 +47,7 @@ class FakeRendezvous:
 
 @pytest.fixture
 def fresh_warning(monkeypatch):
-    monkeypatch.setattr(api, "_warned_loopback", False)
+    warn_again_of_a_loopback_address(monkeypatch)
     monkeypatch.delenv("DISTGRAD_ADVERTISE_ADDR", raising=False)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from .. import _C, _python_call, _torch_private
 from .._rendezvous import Rendezvous, parse_init_method
-from . import functions, profiling
+from . import profiling
 from .options import (
     check_init_method, check_num_worker_threads, check_seconds, resolve as resolve_options, seconds_or_none,
 )

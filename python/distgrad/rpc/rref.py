@@ -154,8 +154,8 @@ def _invoke_method(rref, name, args, kwargs):
     """On the owner: runs a method of rref's value for a proxy."""
     method = getattr(rref.local_value(), name)
     result = method(*args, **kwargs)
-    if functions.is_async(method):
-        return functions.AsyncReply(result)
+    if functions._is_async(method):
+        return functions._AsyncReply(result)
     return result
 
 

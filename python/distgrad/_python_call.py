@@ -88,8 +88,8 @@ def run(payload, tensors, rrefs, keep_value):
     try:
         func, args, kwargs = deserialize(payload, tensors, rrefs)
         result = func(*args, **kwargs)
-        if functions.is_async(func) or isinstance(result, functions.AsyncReply):
-            future = result.future if isinstance(result, functions.AsyncReply) else result
+        if functions._is_async(func) or isinstance(result, functions._AsyncReply):
+            future = result.future if isinstance(result, functions._AsyncReply) else result
             if not isinstance(future, _torch_private.CFuture):  # torch.futures.Future, or what .then() returns
                 raise TypeError(f"{getattr(func, '__qualname__', func)} is marked @async_execution and must "
                                 f"return a torch.futures.Future, but returned {type(future).__name__}")

@@ -69,6 +69,8 @@ def current_context_id() -> int:
 
 
 def is_available() -> bool:
+    """True: distgrad always has distributed autograd (torch's function says
+    whether torch was built with it)."""
     return True
 
 

@@ -3,6 +3,8 @@ how exceptions travel between workers."""
 
 import builtins
 
+__all__ = ["DistError", "DistNetworkError", "DistTimeoutError"]
+
 
 class DistError(RuntimeError):
     """A failure of the distgrad runtime."""

@@ -1,4 +1,5 @@
 """Tests of distgrad as a user meets it: the README's example, the demo, the
-example programs of tools/examples/ and the wheel. Each runs programs in
-processes of its own, as a user would, so these tests share no fixture and
-no cluster."""
+example programs of tools/examples/ and the wheel, each run as programs in
+processes of their own, as a user would; and the API reference (docs/api.md)
+against the docstrings, in this process. These tests share no fixture and no
+cluster."""

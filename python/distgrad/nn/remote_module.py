@@ -68,11 +68,13 @@ class RemoteModule(nn.Module):
         return remote_module
 
     def forward(self, *args, **kwargs):
-        """The remote module's output for these inputs."""
+        """The remote module's output for the inputs ``*args`` and
+        ``**kwargs`` (what calling the module does)."""
         return self.forward_async(*args, **kwargs).wait()
 
     def forward_async(self, *args, **kwargs):
-        """A ``torch.futures.Future`` of the remote module's output."""
+        """A ``torch.futures.Future`` of the remote module's output for the
+        inputs ``*args`` and ``**kwargs``."""
         return rpc.rpc_async(self.module_rref.owner(), _forward, args=(self.module_rref, args, kwargs))
 
     def remote_parameters(self, recurse=True):
@@ -92,6 +94,7 @@ class RemoteModule(nn.Module):
         return self
 
     def extra_repr(self):
+        """What the module's repr shows: its remote device."""
         return f"remote_device={self.remote_device!r}"
 
     @property
@@ -116,7 +119,7 @@ def _unsupported(name, hint):
         raise ValueError(f"RemoteModule does not support {name}(): the module lives on "
                          f"{self.module_rref.owner().name}{hint}")
     method.__name__ = name
-    method.__doc__ = "Not supported by RemoteModule: raises ValueError."
+    method.__doc__ = f"Not supported by RemoteModule: raises ValueError, whatever ``args`` and ``kwargs``{hint}."
     return method
 
 

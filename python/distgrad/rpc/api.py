@@ -14,7 +14,7 @@ import torch
 
 from .. import _C, _python_call, _torch_private
 from .._rendezvous import Rendezvous, parse_init_method
-from . import functions, profiling
+from . import profiling
 from .options import (
     check_init_method, check_num_worker_threads, check_seconds, resolve as resolve_options, seconds_or_none,
 )
@@ -324,8 +324,16 @@ def debug_info():
 
 def rpc_sync(to, func, args=(), kwargs=None, timeout=-1.0):
     """Runs ``func(*args, **kwargs)`` on worker ``to`` (a name, a rank or a
-    WorkerInfo) and returns its result. ``timeout`` is in seconds: -1 means
-    the default given to init_rpc, 0 means no timeout."""
+    WorkerInfo) and returns its result. An error ``func`` raises is raised
+    here: a built-in exception as its own type, any other as RuntimeError
+    naming its type and the worker. ``timeout`` is in seconds: -1 means the
+    default given to init_rpc, 0 means no timeout.
+
+    ``func`` may be a builtin torch operator (run by the dispatcher on the
+    callee, without Python), a TorchScript function (run by the TorchScript
+    interpreter on the callee, without the GIL), its qualified name as a
+    string (then without ``kwargs``), or any Python callable the callee can
+    import (pickled by reference, run under the GIL)."""
     return _invoke(to, func, args, kwargs, timeout, None)
 
 
@@ -339,7 +347,9 @@ class _Future(torch.futures.Future):
 
 
 def rpc_async(to, func, args=(), kwargs=None, timeout=-1.0):
-    """Like rpc_sync, but returns a torch.futures.Future of the result at once."""
+    """Like rpc_sync (the same ``to``, ``func``, ``args``, ``kwargs`` and
+    ``timeout``), but returns at once a ``torch.futures.Future`` of the
+    result; its ``wait()`` raises the call's error."""
     return _invoke(to, func, args, kwargs, timeout, _Future())
 
 

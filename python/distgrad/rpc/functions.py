@@ -20,7 +20,7 @@ def async_execution(fn):
     return wrapper
 
 
-class AsyncReply:
+class _AsyncReply:
     """Returned by a function run through RPC to say: reply with what
     ``future`` gives, when it completes (how an RRef proxy calls an
     async_execution method)."""
@@ -31,5 +31,5 @@ class AsyncReply:
         self.future = future
 
 
-def is_async(fn):
+def _is_async(fn):
     return getattr(fn, "_wrapped_async_rpc_function", None) is not None

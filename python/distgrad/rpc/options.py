@@ -123,11 +123,12 @@ class TensorPipeRpcBackendOptions(RpcBackendOptions):
         self.devices = list(devices or [])
 
     def set_device_map(self, to, device_map):
-        """Refused: device maps place tensors on CUDA devices."""
+        """Refused unless ``device_map`` is empty (then it does nothing):
+        device maps place the tensors sent to worker ``to`` on CUDA devices."""
         _refuse_devices(f"the device map to {to!r}", device_map)
 
     def set_devices(self, devices):
-        """Refused unless empty: devices are CUDA devices."""
+        """Refused unless ``devices`` is empty: devices are CUDA devices."""
         self.devices = list(devices)
 
 

@@ -9,6 +9,8 @@ import torch
 
 from .. import _C, _torch_private
 
+__all__ = ["profile_serving"]
+
 
 def enabled():
     return _torch_private.profiler_enabled()

@@ -46,7 +46,8 @@ class RRef(ScriptRRef):
     returns RRefs owned by the callee. An RRef may travel as an argument or
     result of any RPC (also inside lists, dicts and objects) and stays valid
     there; the owner deletes the value once no worker holds a reference any
-    more. ``RRef[T]`` may be used as a type hint, also in TorchScript."""
+    more. ``RRef[T]`` may be used as a type hint, also in TorchScript.
+    ``type_hint`` is accepted for torch's signature and not used."""
 
     def __init__(self, value, type_hint=None):  # noqa: ARG002 - torch's signature
         self._impl = _C._rref_create(value)
@@ -69,6 +70,7 @@ class RRef(ScriptRRef):
         return api._worker_of_rank(_C._rref_owner_rank(self._impl))
 
     def owner_name(self) -> str:
+        """The name of the owner (``owner().name``)."""
         return self.owner().name
 
     def confirmed_by_owner(self) -> bool:
@@ -91,22 +93,25 @@ class RRef(ScriptRRef):
 
     def rpc_sync(self, timeout: float = -1.0):
         """A proxy that runs methods of the value on its owner and returns
-        their results: ``rref.rpc_sync().forward(x)``."""
+        their results: ``rref.rpc_sync().forward(x)``. Each call has
+        ``timeout`` seconds (-1: the RPC default, 0: none)."""
         return _Proxy(self, api.rpc_sync, timeout)
 
     def rpc_async(self, timeout: float = -1.0):
-        """Like rpc_sync(), but each call returns a torch.futures.Future."""
+        """Like rpc_sync() (the same ``timeout``), but each call returns a
+        torch.futures.Future."""
         return _Proxy(self, api.rpc_async, timeout)
 
     def remote(self, timeout: float = -1.0):
-        """Like rpc_sync(), but each call returns an RRef to its result, owned
-        by this RRef's owner."""
+        """Like rpc_sync() (the same ``timeout``), but each call returns an
+        RRef to its result, owned by this RRef's owner."""
         return _Proxy(self, api.remote, timeout)
 
     def backward(self, dist_autograd_ctx_id: int = -1, retain_graph: bool = False):
         """Runs backward from the value (a scalar tensor) on its owner: a
         local backward pass if ``dist_autograd_ctx_id`` is -1 (only on the
-        owner), else the distributed backward pass of that context."""
+        owner), else the distributed backward pass of that context.
+        ``retain_graph=True`` keeps the graph for another pass."""
         if self.is_owner():
             _backward(self.local_value(), dist_autograd_ctx_id, retain_graph)
         elif dist_autograd_ctx_id == -1:
@@ -154,8 +159,8 @@ def _invoke_method(rref, name, args, kwargs):
     """On the owner: runs a method of rref's value for a proxy."""
     method = getattr(rref.local_value(), name)
     result = method(*args, **kwargs)
-    if functions.is_async(method):
-        return functions.AsyncReply(result)
+    if functions._is_async(method):
+        return functions._AsyncReply(result)
     return result
 
 

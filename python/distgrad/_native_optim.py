@@ -39,10 +39,15 @@ def maps_onto_native(optimizer_class, args, kwargs):
         return False
     bound.apply_defaults()
     given = bound.arguments
-    return (all(type(given[name]) in (int, float) for name in _NUMBERS[optimizer_class])
+    return (all(_is_plain_number(given[name]) for name in _NUMBERS[optimizer_class])
             and type(given.get("nesterov", False)) is bool and given["maximize"] is False
             and given["foreach"] in (None, False) and given["fused"] in (None, False)
             and given["differentiable"] is False)
+
+
+def _is_plain_number(value):
+    """A float, or an int the C++ side's double holds exactly."""
+    return type(value) is float or (type(value) is int and abs(value) <= 2**53)
 
 
 def create(optimizer, params):
@@ -50,8 +55,10 @@ def create(optimizer, params):
     arguments maps_onto_native accepted, which validated them) over
     ``params``, starting from its state, or None if these parameters need
     torch's own: one not on the CPU (torch may use its foreach kernels
-    there), or one listed twice."""
-    if any(p.device.type != "cpu" for p in params) or len({id(p) for p in params}) != len(params):
+    there), one of a tensor subclass other than Parameter (its operations
+    may run Python code), or one listed twice."""
+    if (any(p.device.type != "cpu" or type(p) not in (torch.Tensor, torch.nn.Parameter) for p in params)
+            or len({id(p) for p in params}) != len(params)):
         return None
     group = optimizer.param_groups[0]
     if type(optimizer) is torch.optim.SGD:

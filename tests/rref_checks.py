@@ -1,7 +1,8 @@
 """The check that a test leaves no RRef behind: after each test, every
 worker's RRef counts (values owned, references held, forks known to owners,
-forks awaiting their owner) must be back to at most what they were before
-it within RELEASE_DEADLINE.
+forks awaiting their owner, and the native optimizers such values keep
+registered) must be back to at most what they were before it within
+RELEASE_DEADLINE.
 
 It runs after every test that uses the cluster (see tests/conftest.py).
 """
@@ -16,7 +17,7 @@ from tests.checks import ask_every_live_worker
 
 # The owner deletes a value within this time of its last reference dying.
 RELEASE_DEADLINE = 1.0
-COUNTS = ("num_owner_rrefs", "num_user_rrefs", "num_forks", "num_pending_forks")
+COUNTS = ("num_owner_rrefs", "num_user_rrefs", "num_forks", "num_pending_forks", "num_native_optimizers")
 
 
 def counts(collect=True):

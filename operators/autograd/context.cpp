@@ -70,6 +70,17 @@ c10::Dict<at::Tensor, at::Tensor> Context::gradients() const {
   return result;
 }
 
+std::vector<at::Tensor> Context::gradientsOf(const std::vector<at::Tensor>& variables) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<at::Tensor> result;
+  result.reserve(variables.size());
+  for (const auto& variable : variables) {
+    auto it = grads_.find(variable.unsafeGetTensorImpl());
+    result.push_back(it == grads_.end() ? at::Tensor() : it->second.second);
+  }
+  return result;
+}
+
 std::shared_ptr<BackwardPass> Context::passFor(int64_t pass_id, const PassFactory& make) {
   std::lock_guard<std::mutex> lock(mu_);
   if (pass_ && pass_->id() == pass_id) {

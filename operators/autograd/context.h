@@ -58,6 +58,9 @@ class Context {
   // Adds grad to the gradient held for variable (a leaf).
   void accumulateGrad(const at::Tensor& variable, const at::Tensor& grad);
   c10::Dict<at::Tensor, at::Tensor> gradients() const;
+  // The gradient held for each of variables, undefined for those without
+  // one (one lookup per variable, no dict built: an optimizer's step).
+  std::vector<at::Tensor> gradientsOf(const std::vector<at::Tensor>& variables) const;
 
   // The pass with this id, created by make(graph) if no pass is under way
   // (make runs under the context's lock and must not call back into it).

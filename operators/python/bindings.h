@@ -11,5 +11,6 @@ void initRpcBindings(pybind11::module& m);
 void initRRefBindings(pybind11::module& m);
 void initAutogradBindings(pybind11::module& m);
 void initInterruptBindings(pybind11::module& m);
+void initOptimBindings(pybind11::module& m);
 
 }  // namespace distgrad::python

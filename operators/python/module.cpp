@@ -8,4 +8,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::python::initRRefBindings(m);
   distgrad::python::initAutogradBindings(m);
   distgrad::python::initInterruptBindings(m);
+  distgrad::python::initOptimBindings(m);
 }

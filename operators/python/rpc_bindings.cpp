@@ -1,5 +1,6 @@
 #include "autograd/dist_autograd.h"
 #include "common/errors.h"
+#include "optim/native_step.h"
 #include "python/bindings.h"
 #include "python/call_arguments.h"
 #include "python/call_invoke.h"
@@ -66,6 +67,7 @@ void initRpcBindings(py::module& m) {
         options.frame_stall_timeout_seconds = frame_timeout;
         auto agent = std::make_shared<Agent>(options);
         autograd::install(*agent);
+        optim::install(*agent);
         auto functions = std::make_shared<PythonScriptFunctions>();
         agent->setScriptFunctionResolver(
             [functions](const std::string& name) { return (*functions)(name); });
@@ -112,6 +114,9 @@ void initRpcBindings(py::module& m) {
         {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())},
         {"shared_memory_bytes_in_use", static_cast<int64_t>(agent->sharedMemoryInUse())}};
     for (const auto& [name, count] : agent->rrefs().debugInfo()) {
+      info.emplace(name, count);
+    }
+    for (const auto& [name, count] : optim::debugInfo()) {
       info.emplace(name, count);
     }
     return info;

@@ -27,4 +27,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::testing::initHandshakeBindings(m);
   distgrad::testing::initArenaBindings(m);
   distgrad::testing::initAutogradBindings(m);
+  distgrad::testing::initOptimBindings(m);
 }

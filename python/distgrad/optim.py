@@ -5,18 +5,18 @@ worker that owns some of the parameters, and steps all of them with the
 gradients a distributed backward pass left in one autograd context.
 """
 
-import threading
-
+from . import _C, _native_optim
 from . import autograd as dist_autograd
 from . import rpc
 
 __all__ = ["DistributedOptimizer"]
 
-# Serializes the steps run on this worker. A step sets ``.grad`` of its
-# parameters from its context for the time of the step; steps of other
-# trainers (other contexts, other DistributedOptimizers over the same
-# parameters) must not see those gradients nor overwrite them meanwhile.
-_step_lock = threading.Lock()
+# Serializes the steps run on this worker, with those of native optimizers
+# (one lock in C++ for both). A step sets ``.grad`` of its parameters from
+# its context for the time of the step; steps of other trainers (other
+# contexts, other DistributedOptimizers over the same parameters) must not
+# see those gradients nor overwrite them meanwhile.
+_step_lock = _C._StepLock()
 
 
 class DistributedOptimizer:
@@ -40,6 +40,13 @@ class DistributedOptimizer:
     stepping the same parameters concurrently each apply their own
     gradients, one after the other.
 
+    For ``torch.optim.SGD`` itself (not a subclass) with numbers for its
+    hyperparameters and ``maximize``, ``foreach``, ``fused`` and
+    ``differentiable`` at their defaults, each owner holds a native (C++)
+    SGD over CPU parameters instead, which computes what torch's does, bit
+    for bit: a step then runs no Python on the owners. Any other optimizer
+    runs as a ``torch.optim`` optimizer on each owner.
+
     Example::
 
         opt = DistributedOptimizer(torch.optim.SGD, param_rrefs, lr=0.05)
@@ -59,9 +66,16 @@ class DistributedOptimizer:
         if not by_owner:
             raise ValueError("DistributedOptimizer: params_rref is empty, expected RRefs to parameters")
         name = getattr(optimizer_class, "__qualname__", repr(optimizer_class))
-        calls = [(owner, rpc.rpc_async(owner, _create_local_optimizer, args=(optimizer_class, rrefs, args, kwargs)))
+        native = _native_optim.maps_onto_native(optimizer_class, args, kwargs)
+        calls = [(owner, rpc.rpc_async(owner, _create_local_optimizer,
+                                       args=(optimizer_class, rrefs, args, kwargs, native)))
                  for owner, rrefs in by_owner.items()]
-        self.remote_optimizers = _wait_for_all(calls, f"Error creating optimizer {name}")
+        created = _wait_for_all(calls, f"Error creating optimizer {name}")
+        self.remote_optimizers = [rref for rref, _ in created]
+        # (owner rank, native optimizer id) for each owner, if all hold one.
+        self._native_targets = None
+        if all(native_id is not None for _, native_id in created):
+            self._native_targets = [(rref.owner().id, native_id) for rref, native_id in created]
 
     def step(self, context_id):
         """Applies one step of every owner's optimizer with the gradients of
@@ -76,6 +90,9 @@ class DistributedOptimizer:
         not reach, which hold no gradients in it and leave their parameters
         alone. Called from elsewhere, such an owner fails, not knowing the
         context."""
+        if self._native_targets is not None:
+            _C._native_optimizer_step(self._native_targets, context_id)
+            return
         # Raises ValueError naming the id if this worker does not know it.
         dist_autograd.get_gradients(context_id)
         me = rpc.get_worker_info()
@@ -113,12 +130,21 @@ class _LocalOptimizer:
                     param.grad = grad
 
 
-def _create_local_optimizer(optimizer_class, param_rrefs, args, kwargs):
+def _create_local_optimizer(optimizer_class, param_rrefs, args, kwargs, native):
+    """On an owner: an RRef to its optimizer, and the optimizer's id if it is
+    native (None otherwise). The native one is freed with the RRef's value."""
     params = [rref.local_value() for rref in param_rrefs]
-    return rpc.RRef(_LocalOptimizer(optimizer_class(params, *args, **kwargs), params))
+    # Built even for a native one: torch validates the arguments.
+    optimizer = optimizer_class(params, *args, **kwargs)
+    local = _native_optim.create(optimizer, params) if native else None
+    if local is not None:
+        return rpc.RRef(local), local.id
+    return rpc.RRef(_LocalOptimizer(optimizer, params)), None
 
 
 def _step_local_optimizer(optimizer_rref, context_id):
+    # A native optimizer gets here when another owner of its
+    # DistributedOptimizer holds a torch.optim one.
     optimizer_rref.local_value().step(context_id)
 
 

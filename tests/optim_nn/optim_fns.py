@@ -157,3 +157,56 @@ def _wait_until(condition, timeout, what):
             raise TimeoutError(f"{rpc.get_worker_info().name} waited {timeout} s for {what}")
         time.sleep(0.005)
 
+
+
+# For the native optimizer tests (tests/test_optim_native.py).
+
+def make_parameter(values):
+    """A parameter (a leaf that requires grad) holding values, made on the
+    worker that calls it (the owner of the RRef rpc.remote returns)."""
+    return torch.tensor(values, requires_grad=True)
+
+
+def weighted_sum(parameter_rref, x):
+    """(parameter * x).sum() on the parameter's owner: its gradient is x."""
+    return (parameter_rref.local_value() * x).sum()
+
+
+def value_of(parameter_rref):
+    """A copy of the parameter (on its owner)."""
+    return parameter_rref.local_value().detach().clone()
+
+
+def native_steps():
+    """How many native optimizer steps this worker has run."""
+    return rpc.debug_info()["num_native_optimizer_steps"]
+
+
+def steps_under_way():
+    """How many steps of the recording optimizers run here now."""
+    with _log_lock:
+        return _log["active"]
+
+
+class SlowSGD(torch.optim.SGD):
+    """SGD (a subclass, so it takes the Python path) whose step lasts at
+    least 0.3 s and records in step_log() how many native steps this worker
+    ran before it and when it ended."""
+
+    def step(self, closure=None):
+        with _log_lock:
+            _log["steps"] += 1
+            _log["active"] += 1
+        before = native_steps()
+        time.sleep(0.3)
+        after = native_steps()
+        with _log_lock:
+            _log["active"] -= 1
+            _log["grads"].append((before, after))
+        return super().step(closure)
+
+
+def rrefs_to(parameter_rref, count):
+    """count RRefs to the parameter (on its owner): an optimizer given them
+    lists the parameter count times."""
+    return [rpc.RRef(parameter_rref.local_value()) for _ in range(count)]

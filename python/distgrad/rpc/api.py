@@ -317,7 +317,9 @@ def debug_info():
     ``num_owner_rrefs`` (values alive here), ``num_user_rrefs`` (references
     held here to values owned elsewhere), ``num_forks`` (references other
     workers hold to values owned here) and ``num_pending_forks`` (references
-    this worker passed on whose owner has not yet acknowledged them)."""
+    this worker passed on whose owner has not yet acknowledged them); and of
+    DistributedOptimizer: ``num_native_optimizers`` (native optimizers held
+    here) and ``num_native_optimizer_steps`` (steps they ran)."""
     _require_job()
     return dict(_C._agent_debug_info())
 

@@ -14,10 +14,10 @@ import distgrad.autograd as dist_autograd
 import distgrad.rpc as rpc
 from distgrad import _C
 from distgrad.optim import DistributedOptimizer
-from tests import optim_fns
+from tests.optim_nn import optim_fns
 from tests.autograd_checks import in_fresh_thread
 from tests.checks import run_in_threads, wait_for
-from tests.test_optim import INPUTS, SplitModel, assert_all_equal, local_layers, train_locally
+from tests.optim_nn.test_optim import INPUTS, SplitModel, assert_all_equal, local_layers, train_locally
 
 WORLD_SIZE = 3
 WORKERS = ["worker0", "worker1", "worker2"]

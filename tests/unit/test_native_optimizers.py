@@ -32,12 +32,11 @@ def gradients(params, present, step):
             for p, has in zip(params, present)]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("options", OPTIONS)
-def test_sgd_equals_torch_sgd(options, dtype):
-    native_params, torch_params = make_params(dtype), make_params(dtype)
-    native = _unit.Sgd(native_params, **options)
-    reference = torch.optim.SGD(torch_params, **options)
+def assert_steps_equal(native, native_params, reference, torch_params):
+    """Steps the native optimizer and torch's reference through STEPS with
+    the same gradients; after each step the parameters must be equal bit for
+    bit, with equal version counters (an in-place update a saved tensor would
+    notice, as torch's is), and the native step must leave .grad alone."""
     for step, present in enumerate(STEPS):
         grads = gradients(native_params, present, step)
         native.step(grads)
@@ -46,9 +45,17 @@ def test_sgd_equals_torch_sgd(options, dtype):
         reference.step()
         for i, (a, e) in enumerate(zip(native_params, torch_params)):
             assert torch.equal(a.detach(), e.detach()), f"step {step}, parameter {i}"
-            # An in-place update a saved tensor would notice, as torch's is.
             assert a._version == e._version, f"step {step}, parameter {i}"
     assert all(p.grad is None for p in native_params), "the native step set .grad"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", OPTIONS)
+def test_sgd_equals_torch_sgd(options, dtype):
+    native_params, torch_params = make_params(dtype), make_params(dtype)
+    native = _unit.Sgd(native_params, **options)
+    reference = torch.optim.SGD(torch_params, **options)
+    assert_steps_equal(native, native_params, reference, torch_params)
 
 
 def sparse_gradient(rows):
@@ -113,16 +120,7 @@ def test_adagrad_equals_torch_adagrad(options, dtype):
     native_params, torch_params = make_params(dtype), make_params(dtype)
     native = native_adagrad(native_params, options)
     reference = torch.optim.Adagrad(torch_params, **options)
-    for step, present in enumerate(STEPS):
-        grads = gradients(native_params, present, step)
-        native.step(grads)
-        for p, g in zip(torch_params, grads):
-            p.grad = g
-        reference.step()
-        for i, (a, e) in enumerate(zip(native_params, torch_params)):
-            assert torch.equal(a.detach(), e.detach()), f"step {step}, parameter {i}"
-            assert a._version == e._version, f"step {step}, parameter {i}"
-    assert all(p.grad is None for p in native_params), "the native step set .grad"
+    assert_steps_equal(native, native_params, reference, torch_params)
 
 
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")  # torch's own Adagrad warns

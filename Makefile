@@ -59,7 +59,8 @@ ASAN_TESTS ?= $(addprefix tests/rpc/test_,$(addsuffix .py,\
 	$(addprefix tests/autograd/test_,$(addsuffix .py,\
 	autograd_graphs autograd_unused_results autograd_errors autograd_release autograd_context \
 	autograd_nested autograd_remote_leaves autograd_retain_graph autograd_hooks \
-	autograd_concurrency autograd_faults))
+	autograd_concurrency autograd_faults)) \
+	tests/optim_nn/test_optim_native.py
 # Reports go to files (pytest's capture would lose those of a process that aborts).
 ASAN_REPORTS := $(CURDIR)/$(ASAN_BUILD)/reports
 ASAN_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \

@@ -12,26 +12,36 @@ namespace {
 
 // The pool whose thread this is, for WaitScope.
 thread_local ThreadPool* current_pool = nullptr;
+// WaitScopes the calling pool thread is in.
+thread_local int wait_depth = 0;
 
 }  // namespace
 
-ThreadPool::WaitScope::WaitScope() : pool_(current_pool) {
+// Only a thread's outermost WaitScope counts: its task waits once.
+ThreadPool::WaitScope::WaitScope() : pool_(current_pool && wait_depth++ == 0 ? current_pool : nullptr) {
   if (pool_ != nullptr) {
     ++pool_->waiting_;
   }
 }
 
 ThreadPool::WaitScope::~WaitScope() {
+  if (current_pool != nullptr) {
+    --wait_depth;
+  }
   if (pool_ != nullptr) {
     --pool_->waiting_;
   }
 }
 
-ThreadPool::ThreadPool(int num_threads) {
+ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
   threads_.reserve(num_threads);
   for (int i = 0; i < num_threads; ++i) {
     threads_.emplace_back([this] { work(); });
   }
+  // Every thread idle before the first task: the order of idle_ is then
+  // the pool's, not the order in which threads happened to start.
+  std::unique_lock<std::mutex> lock(mu_);
+  all_idle_.wait(lock, [&] { return idle_.size() == num_threads_; });
 }
 
 ThreadPool::~ThreadPool() {
@@ -86,8 +96,10 @@ void ThreadPool::work() {
       lock.unlock();
       runGuarded(task);
       task = nullptr;  // what it holds is released outside the lock
-      --busy_;
       lock.lock();
+      // Under the lock: once busy() reads 0, this thread is idle on top of
+      // idle_ before a new task can be queued.
+      --busy_;
       continue;
     }
     if (stopping_) {
@@ -95,6 +107,9 @@ void ThreadPool::work() {
     }
     self.woken = false;
     idle_.push_back(&self);
+    if (idle_.size() == num_threads_) {
+      all_idle_.notify_all();
+    }
     self.wakeup.wait(lock, [&] { return self.woken || stopping_; });
     if (!self.woken) {
       idle_.erase(std::find(idle_.begin(), idle_.end(), &self));

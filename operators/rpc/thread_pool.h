@@ -37,8 +37,8 @@ class ThreadPool {
   int computing() const { return busy_ - waiting_; }
 
   // Marks a task of the calling pool thread as blocked, waiting for a
-  // result (a nested call's reply), for the scope's lifetime. Does nothing
-  // on threads of no pool.
+  // result (a nested call's reply), for the scope's lifetime; nested scopes
+  // count once. Does nothing on threads of no pool.
   class WaitScope {
    public:
     WaitScope();
@@ -65,7 +65,9 @@ class ThreadPool {
   std::mutex mu_;  // guards tasks_, idle_ and stopping_
   std::deque<std::function<void()>> tasks_;
   std::vector<Idle*> idle_;  // the last one went idle last
+  std::condition_variable all_idle_;  // for the constructor
   bool stopping_ = false;
+  const size_t num_threads_;
   std::vector<std::thread> threads_;
   std::atomic<int> busy_{0};
   std::atomic<int> waiting_{0};  // tasks in a WaitScope

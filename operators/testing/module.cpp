@@ -28,4 +28,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::testing::initArenaBindings(m);
   distgrad::testing::initAutogradBindings(m);
   distgrad::testing::initOptimBindings(m);
+  distgrad::testing::initPoolBindings(m);
 }

@@ -89,7 +89,7 @@ void install(rpc::Agent& agent) {
         auto step = std::make_shared<PreparedStep>(message.optimizer_id, message.context_id,
                                                    message.context_carried);
         if (step->fitsReaderThread()) {
-          std::unique_lock<std::mutex> lock(stepMutex(), std::try_to_lock);
+          std::unique_lock<std::timed_mutex> lock(stepMutex(), std::try_to_lock);
           if (lock.owns_lock()) {
             step->run();
             return completed();
@@ -98,7 +98,7 @@ void install(rpc::Agent& agent) {
         auto done = c10::make_intrusive<c10::ivalue::Future>(c10::NoneType::get());
         served->pool().run([step, done] {
           try {
-            std::lock_guard<std::mutex> lock(stepMutex());
+            std::lock_guard<std::timed_mutex> lock(stepMutex());
             step->run();
             done->markCompleted(c10::IValue());
           } catch (...) {
@@ -113,7 +113,7 @@ void install(rpc::Agent& agent) {
 void stepHere(int64_t optimizer_id, int64_t context_id, bool context_carried) {
   checkNotCalledFrom({ThreadRole::kReader}, "optim::stepHere");
   PreparedStep step(optimizer_id, context_id, context_carried);
-  std::lock_guard<std::mutex> lock(stepMutex());
+  std::lock_guard<std::timed_mutex> lock(stepMutex());
   step.run();
 }
 

@@ -2,8 +2,8 @@
 
 namespace distgrad::optim {
 
-std::mutex& stepMutex() {
-  static std::mutex mu;
+std::timed_mutex& stepMutex() {
+  static std::timed_mutex mu;
   return mu;
 }
 

@@ -11,7 +11,8 @@ namespace distgrad::optim {
 // at once.
 //
 // Threading: any thread may take it; a reader thread only with try_lock
-// (a Python step may hold it for long).
-std::mutex& stepMutex();
+// (a Python step may hold it for long); a Python thread in slices it can
+// interrupt (a timed mutex for that).
+std::timed_mutex& stepMutex();
 
 }  // namespace distgrad::optim

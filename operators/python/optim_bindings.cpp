@@ -6,6 +6,8 @@
 #include "python/bindings.h"
 #include "python/interrupt.h"
 
+#include <chrono>
+
 namespace distgrad::python {
 
 namespace py = pybind11;
@@ -18,7 +20,8 @@ struct NativeOptimizer {
   std::unique_ptr<optim::OptimizerRegistry::Entry> entry;
 };
 
-// `with _C._StepLock():` holds optim::stepMutex() (waiting without the GIL).
+// `with _C._StepLock():` holds optim::stepMutex() (waiting without the GIL;
+// Ctrl-C ends the wait).
 struct StepLock {};
 
 }  // namespace
@@ -64,7 +67,11 @@ void initOptimBindings(py::module& m) {
       .def("__enter__",
            [](StepLock&) {
              py::gil_scoped_release no_gil;
-             optim::stepMutex().lock();
+             waitInterruptibly(
+                 [](double seconds) {
+                   return optim::stepMutex().try_lock_for(std::chrono::duration<double>(seconds));
+                 },
+                 0);
            })
       .def("__exit__", [](StepLock&, const py::args&) {
         optim::stepMutex().unlock();

@@ -40,11 +40,12 @@ class DistributedOptimizer:
     stepping the same parameters concurrently each apply their own
     gradients, one after the other.
 
-    For ``torch.optim.SGD`` itself (not a subclass) with numbers for its
-    hyperparameters and ``maximize``, ``foreach``, ``fused`` and
-    ``differentiable`` at their defaults, each owner holds a native (C++)
-    SGD over CPU parameters instead, which computes what torch's does, bit
-    for bit: a step then runs no Python on the owners. Any other optimizer
+    For ``torch.optim.SGD`` and ``torch.optim.Adagrad`` themselves (not
+    subclasses) with numbers for their hyperparameters and ``maximize``,
+    ``foreach``, ``fused`` and ``differentiable`` at their defaults, each
+    owner holds a native (C++) optimizer over CPU parameters instead, which
+    computes what torch's does, bit for bit: a step then runs no Python on
+    the owners. Any other optimizer
     runs as a ``torch.optim`` optimizer on each owner.
 
     Example::

@@ -1,5 +1,7 @@
 #include "common/thread_role.h"
 
+#include <pthread.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -33,6 +35,27 @@ ThreadRole currentThreadRole() {
 
 void setCurrentThreadRole(ThreadRole role) {
   t_role = role;
+  // Named for top, perf and /proc/<pid>/task/*/comm (at most 15 characters).
+  const char* name = nullptr;
+  switch (role) {
+    case ThreadRole::kPool:
+      name = "distgrad-pool";
+      break;
+    case ThreadRole::kCallback:
+      name = "distgrad-cb";
+      break;
+    case ThreadRole::kReader:
+      name = "distgrad-reader";
+      break;
+    case ThreadRole::kAcceptor:
+      name = "distgrad-accept";
+      break;
+    case ThreadRole::kUser:
+      break;
+  }
+  if (name != nullptr) {
+    pthread_setname_np(pthread_self(), name);
+  }
 }
 
 void checkNotCalledFrom(std::initializer_list<ThreadRole> roles, const char* what) {

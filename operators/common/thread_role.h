@@ -22,7 +22,8 @@ const char* threadRoleName(ThreadRole role);
 
 ThreadRole currentThreadRole();
 
-// Gives the calling thread a role for its lifetime (a thread's main loop).
+// Gives the calling thread a role for its lifetime (a thread's main loop),
+// and a name saying it ("distgrad-pool", ...).
 void setCurrentThreadRole(ThreadRole role);
 
 // Throws std::logic_error naming what and the role if the calling thread has

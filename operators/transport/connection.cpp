@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <thread>
 #include <climits>
 #include <cstring>
@@ -118,9 +119,25 @@ void Connection::sendPlaced(const Message& message, const std::vector<TensorPlac
 size_t Connection::recvSome(char* data, size_t n) {
   // Replies tend to follow requests within tens of microseconds: polling
   // for a short while before blocking spares the reader a wakeup, which
-  // costs as much as the round trip itself.
-  auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
-  while ((!may_poll_ || may_poll_()) && std::chrono::steady_clock::now() < until) {
+  // costs as much as the round trip itself. The gate may refuse for a
+  // moment before the reader gives up: a short task of the pool (a small
+  // Python call) then ends while it polls for the next request.
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kPollFor = std::chrono::microseconds(100);
+  constexpr auto kRefusedFor = std::chrono::microseconds(20);
+  auto now = Clock::now();
+  const auto until = now + kPollFor;
+  std::optional<Clock::time_point> refused_since;
+  for (; now < until; now = Clock::now()) {
+    if (may_poll_ && !may_poll_()) {
+      if (!refused_since) {
+        refused_since = now;
+      } else if (now - *refused_since > kRefusedFor) {
+        break;
+      }
+    } else {
+      refused_since.reset();
+    }
     ssize_t got = ::recv(fd_, data, n, MSG_DONTWAIT);
     if (got >= 0) {
       return static_cast<size_t>(got);

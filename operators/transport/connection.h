@@ -30,8 +30,9 @@ class ReceiveTimeout : public std::runtime_error {
 class Connection {
  public:
   // Whether the reader may poll the socket for a short while before blocking
-  // (asked before each wait; null: always). Polling saves the wakeup of a
-  // blocking read, but only pays when no other thread of ours needs the CPU.
+  // (asked at every poll; null: always). Polling saves the wakeup of a
+  // blocking read, but only pays when no other thread of ours needs the CPU;
+  // the reader blocks once the gate has refused for 20 µs on end.
   using PollGate = std::function<bool()>;
 
   // Takes ownership of a connected socket and sets TCP_NODELAY on it.

@@ -415,6 +415,7 @@ def _worker_main(backend_name, rank, world_size, port, num_worker_threads, names
     raises gets its traceback (a str) instead of samples; any other failure
     is put there as ("error", rank, traceback)."""
     try:
+        one_intra_op_thread()
         backend = BACKENDS[backend_name]
         if "demo_iteration" in names:
             _import_demo_model(backend_name)
@@ -436,6 +437,17 @@ def _worker_main(backend_name, rank, world_size, port, num_worker_threads, names
     except BaseException:  # noqa: BLE001 - reported to the parent, which decides
         results.put(("error", rank, traceback.format_exc()))
         sys.exit(1)
+
+
+def one_intra_op_thread():
+    """As torchrun does for a job of several processes on one machine (and
+    the demo too): one intra-op thread per process, unless OMP_NUM_THREADS
+    says otherwise. With torch's default (one per core) every process of a
+    job runs OpenMP teams that spin at their barriers for cores the other
+    processes hold, and a row measures that fight (a tick or two, 4-8 ms)
+    rather than its RPCs."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
 
 
 def _import_demo_model(backend_name):
@@ -664,7 +676,12 @@ def measure_floors(iters):
         torch.mul(sent, 1, out=computed)
         received.copy_(computed)
 
-    samples = time_calls(local_round_trip, max(MIN_ITERS, iters // 20))
+    threads = torch.get_num_threads()
+    one_intra_op_thread()  # as in the workers
+    try:
+        samples = time_calls(local_round_trip, max(MIN_ITERS, iters // 20))
+    finally:
+        torch.set_num_threads(threads)
     floors["bulk_computed"] = sorted(samples)[len(samples) // 2] / 1e3
     return floors
 

@@ -29,4 +29,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::testing::initAutogradBindings(m);
   distgrad::testing::initOptimBindings(m);
   distgrad::testing::initPoolBindings(m);
+  distgrad::testing::initConnectionBindings(m);
 }

@@ -63,7 +63,19 @@ void Connection::send(const Message& message) {
   }
 }
 
+bool Connection::trySend(const Message& message) {
+  if (!message.tensors.empty()) {
+    throw std::logic_error("Connection::trySend() takes messages without tensors");
+  }
+  return writeFrame(message, {}, /*may_wait_to_start=*/false);
+}
+
 void Connection::sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements) {
+  writeFrame(message, placements, /*may_wait_to_start=*/true);
+}
+
+bool Connection::writeFrame(const Message& message, const std::vector<TensorPlacement>& placements,
+                            bool may_wait_to_start) {
   FrameHeader header;
   header.type = message.type;
   header.id = message.id;
@@ -91,19 +103,32 @@ void Connection::sendPlaced(const Message& message, const std::vector<TensorPlac
     }
   }
 
-  std::lock_guard<std::mutex> lock(write_mu_);
+  std::unique_lock<std::mutex> lock(write_mu_, std::defer_lock);
+  if (may_wait_to_start) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return false;
+  }
+  bool started = false;
   size_t next = 0;
   while (next < iov.size()) {
     msghdr msg{};
     msg.msg_iov = iov.data() + next;
     msg.msg_iovlen = std::min<size_t>(iov.size() - next, IOV_MAX);
-    ssize_t written = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    // Once a byte is out, the frame must be finished: only the start may
+    // be refused.
+    int flags = MSG_NOSIGNAL | (started || may_wait_to_start ? 0 : MSG_DONTWAIT);
+    ssize_t written = ::sendmsg(fd_, &msg, flags);
     if (written < 0) {
       if (errno == EINTR) {
         continue;
       }
+      if (!started && !may_wait_to_start && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return false;
+      }
       throw socketError("send failed");
     }
+    started = true;
     auto left = static_cast<size_t>(written);
     while (next < iov.size() && left >= iov[next].iov_len) {
       left -= iov[next].iov_len;
@@ -114,6 +139,7 @@ void Connection::sendPlaced(const Message& message, const std::vector<TensorPlac
       iov[next].iov_len -= left;
     }
   }
+  return true;
 }
 
 size_t Connection::recvSome(char* data, size_t n) {

@@ -45,6 +45,12 @@ class Connection {
   // socket fails; the connection is then unusable.
   void send(const Message& message);
 
+  // Writes a frame without tensors only if it can start at once: returns
+  // false, having written nothing, while another thread writes a frame or
+  // the socket takes no byte. Once started, finishes it as send() does
+  // (same errors).
+  bool trySend(const Message& message);
+
   // Reads one frame into message. Returns false on a clean end of stream at
   // a frame boundary; throws std::runtime_error on a malformed frame (bad
   // magic/version, inconsistent or oversized lengths), a socket error, or an
@@ -84,6 +90,10 @@ class Connection {
   // One recv() into data; returns the byte count (0 at end of stream).
   size_t recvSome(char* data, size_t n);
   void sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements);
+  // Writes the frame under write_mu_; returns false, having written nothing,
+  // if !may_wait_to_start and the lock or the socket is not free now.
+  bool writeFrame(const Message& message, const std::vector<TensorPlacement>& placements,
+                  bool may_wait_to_start);
 
   const int fd_;
   const std::string peer_address_;

@@ -35,12 +35,6 @@ std::string secondsText(double seconds) {
   return out.str();
 }
 
-std::string addressOf(const sockaddr_in& addr) {
-  char host[INET_ADDRSTRLEN] = {0};
-  ::inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host));
-  return std::string(host) + ":" + std::to_string(ntohs(addr.sin_port));
-}
-
 sockaddr_in resolve(const std::string& address) {
   auto colon = address.rfind(':');
   if (colon == std::string::npos) {
@@ -127,6 +121,24 @@ void Transport::send(int rank, const Message& message) {
   auto conn = connectionTo(rank);
   try {
     conn->send(message);
+  } catch (const std::runtime_error& e) {
+    conn->close();  // its reader reports the loss to on_peer_lost
+    throw DistNetworkError("cannot send to " + describe(rank) + ": " + e.what());
+  }
+}
+
+bool Transport::trySend(int rank, const Message& message) {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer& peer = *peers_.at(rank);
+    if (closing_ || peer.lost || !peer.conn) {
+      return false;
+    }
+    conn = peer.conn;
+  }
+  try {
+    return conn->trySend(message);
   } catch (const std::runtime_error& e) {
     conn->close();  // its reader reports the loss to on_peer_lost
     throw DistNetworkError("cannot send to " + describe(rank) + ": " + e.what());

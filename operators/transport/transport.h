@@ -81,6 +81,13 @@ class Transport {
   // if the peer is unreachable or its connection has failed.
   void send(int rank, const Message& message);
 
+  // Writes a message without tensors to rank only if that needs no wait:
+  // a connection is open, no other frame is being written to it, and its
+  // socket takes bytes now. Returns false, having sent nothing, otherwise
+  // (connecting, a lost peer, a busy connection); errors once the frame has
+  // started are send()'s.
+  bool trySend(int rank, const Message& message);
+
   // Connects to rank if no connection is open, as send() would (same
   // errors): a worker that is gone is then known to be lost.
   void connectTo(int rank) { connectionTo(rank); }

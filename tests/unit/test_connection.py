@@ -1,0 +1,121 @@
+"""A connection's sends (transport/connection.h) over a socketpair: trySend,
+which RRef release notices use from users' threads, writes a whole frame or
+nothing, and never waits for the socket or for another sender."""
+
+import select
+import socket
+import threading
+
+import pytest
+import torch
+
+from distgrad import _unit
+
+TYPE = 16  # the first type above the transport's own
+
+
+@pytest.fixture
+def pair():
+    """(our end as a Connection, the raw peer socket, the peer as a Connection)."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(True)
+    conn = _unit.Connection(ours.fileno())
+    peer = _unit.Connection(theirs.fileno())
+    yield conn, theirs, peer
+    conn.close()
+    peer.close()
+    ours.close()
+    theirs.close()
+
+
+def fill(sock):
+    """Writes to sock until its buffers are full; returns the byte count
+    written. (Through a dup made non-blocking for the while: the flag belongs
+    to the socket, which every dup of it shares, the Connection's too.)"""
+    writer = socket.fromfd(sock.fileno(), sock.family, sock.type)
+    writer.setblocking(False)
+    written = 0
+    try:
+        while True:
+            written += writer.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    finally:
+        writer.setblocking(True)
+        writer.close()
+    return written
+
+
+def call_within(seconds, fn, *args):
+    """fn(*args), run in a thread: fails (rather than hanging the suite) if
+    it has not returned within seconds."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn.__name__} waited more than {seconds} s"
+    return result[0]
+
+
+def drain(sock, expected):
+    """Reads expected bytes from sock and returns them."""
+    data = bytearray()
+    while len(data) < expected:
+        data += sock.recv(expected - len(data))
+    return bytes(data)
+
+
+def test_try_send_writes_a_whole_frame(pair):
+    conn, _, peer = pair
+    assert conn.try_send(TYPE, 7, b"the release notice")
+    assert peer.receive() == (TYPE, 7, b"the release notice", [])
+
+
+def test_try_send_refuses_a_full_socket_and_writes_nothing():
+    ours, theirs = socket.socketpair()
+    conn = _unit.Connection(ours.fileno())
+    try:
+        written = fill(ours)
+        assert written > 0
+        assert not call_within(5, conn.try_send, TYPE, 1, b"notice")
+        # The peer finds exactly the filler: no byte of the refused frame.
+        assert drain(theirs, written) == b"x" * written
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(1)
+        # With room again, it goes.
+        assert conn.try_send(TYPE, 2, b"notice")
+        peer = _unit.Connection(theirs.fileno())
+        assert peer.receive() == (TYPE, 2, b"notice", [])
+        peer.close()
+    finally:
+        conn.close()
+        ours.close()
+        theirs.close()
+
+
+def test_try_send_does_not_wait_for_another_sender(pair):
+    # A frame larger than the socket buffers blocks its sender until the
+    # peer reads; meanwhile try_send returns at once, having sent nothing.
+    conn, theirs, peer = pair
+    big = b"m" * (2 << 20)
+    sender = threading.Thread(target=conn.send, args=(TYPE, 1, big))
+    sender.start()
+    try:
+        # Its first bytes have arrived: it holds the connection until the end.
+        assert select.select([theirs], [], [], 10)[0]
+        for _ in range(100):
+            assert not call_within(5, conn.try_send, TYPE, 2, b"notice")
+    finally:
+        first = peer.receive()
+        sender.join(timeout=10)
+    assert not sender.is_alive()
+    assert first == (TYPE, 1, big, [])
+    assert conn.try_send(TYPE, 3, b"notice")
+    assert peer.receive() == (TYPE, 3, b"notice", [])
+
+
+def test_try_send_takes_no_tensors(pair):
+    conn, _, _ = pair
+    with pytest.raises(Exception, match="without tensors"):
+        conn.try_send(TYPE, 1, b"", [torch.ones(2)])

@@ -198,3 +198,23 @@ def scaled_value(rref, factor):
 
 def run_backward(rref, context_id):
     rref.backward(context_id)
+
+
+# OS names of the threads that destroyed DestroyedWhere objects here.
+_destroyed_on = []
+
+
+def _os_thread_name():
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        return f.read().strip()
+
+
+class DestroyedWhere:
+    """A value whose destructor (user code) records the thread it runs on."""
+
+    def __del__(self):
+        _destroyed_on.append(_os_thread_name())
+
+
+def destroyed_on():
+    return list(_destroyed_on)

@@ -12,6 +12,7 @@ static_assert(TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR == 13,
               "distgrad's uses of torch internals were checked against torch 2.13: check "
               "operators/common/torch_private.h against this torch first");
 
+#include <c10/core/TensorImpl.h>
 #include <c10/util/ThreadLocalDebugInfo.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/functions/accumulate_grad.h>
@@ -45,6 +46,14 @@ inline void pushDebugInfo(c10::DebugInfoKind kind, std::shared_ptr<c10::DebugInf
 
 inline void popDebugInfo(c10::DebugInfoKind kind) {
   c10::ThreadLocalDebugInfo::_pop(kind);
+}
+
+// Whether a Python object is tied to the tensor or its storage (destroying
+// the last C++ reference then releases it, which needs the GIL).
+inline bool hasPythonObject(const at::Tensor& tensor) {
+  return tensor.unsafeGetTensorImpl()->pyobj_slot()->load_pyobj() != nullptr ||
+         (tensor.has_storage() &&
+          tensor.storage().unsafeGetStorageImpl()->pyobj_slot()->load_pyobj() != nullptr);
 }
 
 }  // namespace distgrad::torch_private

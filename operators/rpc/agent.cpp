@@ -371,6 +371,17 @@ void Agent::notify(int dst, Request request) {
   }
 }
 
+bool Agent::tryNotify(int dst, const Request& request) {
+  worker(dst);  // validates dst
+  TORCH_CHECK(request.kind == CallKind::kInternal, "only internal requests go without a reply");
+  try {
+    return transport_->trySend(dst, assembleMessage(kRequestType, kNoReply, encodeRequestBody(request),
+                                                    {}, c10::IValue()));
+  } catch (const std::exception&) {
+    return true;  // a peer that is gone needs no notice
+  }
+}
+
 std::optional<Agent::PendingCall> Agent::takePending(uint64_t id) {
   std::lock_guard<std::mutex> lock(pending_mu_);
   auto it = pending_.find(id);

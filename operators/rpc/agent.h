@@ -120,6 +120,10 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // Sends an internal request whose outcome nobody waits for: no reply
   // travels back. Errors (dst lost, shut down) are ignored.
   void notify(int dst, Request request);
+  // notify() if it needs no wait (see Transport::trySend): returns false,
+  // having sent nothing, if it would have to connect or wait for the
+  // connection; true once sent (or dst is gone: nothing to tell).
+  bool tryNotify(int dst, const Request& request);
 
   // remote(): sends request to dst, which keeps the result as the value of
   // the returned RRef. Returns at once; errors of the call surface when the

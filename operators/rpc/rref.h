@@ -38,8 +38,9 @@ class OwnerRRef {
 // the value while it knows of a fork; destroying the last handle to a
 // UserRRef tells the owner that this fork is gone.
 //
-// Threading: safe from any thread. The destructor never blocks: the notice
-// to the owner is handed to the agent's pool.
+// Threading: safe from any thread. The destructor does not wait: the notice
+// to the owner goes at once from a user thread whose connection to the owner
+// is open and free, else it is handed to the agent's pool.
 class UserRRef {
  public:
   // created: completes when the owner has the value (for a reference made

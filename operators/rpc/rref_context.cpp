@@ -1,9 +1,12 @@
 #include "rpc/rref_context.h"
 
 #include "common/errors.h"
+#include "common/thread_role.h"
+#include "common/torch_private.h"
 #include "rpc/agent.h"
 #include "rpc/rref_messages.h"
 
+#include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
 namespace distgrad::rpc {
@@ -22,6 +25,39 @@ Request internalRequest(const char* handler, std::vector<c10::IValue> args) {
   request.target = handler;
   request.args = std::move(args);
   return request;
+}
+
+// Whether destroying v only frees memory: tensors in memory of the CPU
+// allocator with no autograd graph and no Python object, numbers, strings,
+// and containers of them. Anything else (a Python object, an RRef, a graph
+// whose nodes may be Python functions, memory lent by Python) may run code.
+bool isPlainData(const c10::IValue& v) {
+  if (v.isTensor()) {
+    const at::Tensor& t = v.toTensor();
+    return !t.requires_grad() && !torch_private::hasPythonObject(t) &&
+           (!t.has_storage() ||
+            t.storage().data_ptr().get_deleter() == c10::GetCPUAllocator()->raw_deleter());
+  }
+  if (v.isNone() || v.isInt() || v.isDouble() || v.isBool() || v.isString() || v.isComplexDouble()) {
+    return true;
+  }
+  if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) {
+      if (!isPlainData(e)) {
+        return false;
+      }
+    }
+    return true;
+  }
+  if (v.isList()) {
+    for (const auto& e : v.toListRef()) {
+      if (!isPlainData(e)) {
+        return false;
+      }
+    }
+    return true;
+  }
+  return false;
 }
 
 // Ids carry their creator's rank in the top bits.
@@ -131,7 +167,7 @@ void RRefContext::finishRemote(const RRefPtr& rref, const FuturePtr& call) {
           erased = maybeEraseLocked(lock, rref->id());
         }
       }
-      dropLater(std::move(erased));
+      drop(std::move(erased));
     }
     return;  // the callee (this worker) sets the value itself
   }
@@ -176,13 +212,19 @@ std::shared_ptr<OwnerRRef> RRefContext::maybeEraseLocked(const std::unique_lock<
   return erased;
 }
 
-void RRefContext::dropLater(std::shared_ptr<OwnerRRef> owner) {
-  if (owner) {
-    // The value may be the last reference to Python objects and RRefs: it
-    // is destroyed on the pool, with nothing held (its destructor takes the
-    // GIL and may come back here).
-    agent_.pool().run([owner = std::move(owner)]() mutable { owner.reset(); });
+void RRefContext::drop(std::shared_ptr<OwnerRRef> owner) {
+  if (!owner) {
+    return;
   }
+  const FuturePtr& value = owner->value();
+  if (value->completed() && (value->hasError() || isPlainData(value->constValue()))) {
+    owner.reset();  // frees memory, nothing more: here, on any thread
+    return;
+  }
+  // The value may be the last reference to Python objects, RRefs or an
+  // autograd graph: it is destroyed on the pool, with nothing held (its
+  // destructor may take the GIL and come back here).
+  agent_.pool().run([owner = std::move(owner)]() mutable { owner.reset(); });
 }
 
 void RRefContext::expectValue(const RemoteTarget& target, int src) {
@@ -222,7 +264,7 @@ void RRefContext::setValue(int64_t rref_id, const FuturePtr& result) {
       erased = maybeEraseLocked(lock, rref_id);
     }
   }
-  dropLater(std::move(erased));
+  drop(std::move(erased));
 }
 
 FuturePtr RRefContext::ownerValue(int64_t rref_id) {
@@ -258,7 +300,7 @@ void RRefContext::removeFork(int64_t rref_id, int64_t fork_id) {
     }
     erased = maybeEraseLocked(lock, rref_id);
   }
-  dropLater(std::move(erased));
+  drop(std::move(erased));
 }
 
 std::vector<c10::IValue> RRefContext::fork(const std::vector<RRefPtr>& rrefs, int dst) {
@@ -371,11 +413,15 @@ void RRefContext::forgetUser(const UserRRef& user, bool notify_owner) {
   if (!notify_owner) {
     return;
   }
-  // Destructors run anywhere (with the GIL, on a reader thread): the notice
-  // goes from the pool.
+  // Destructors run anywhere, holding the GIL or a runtime thread: the
+  // notice goes from here only if that needs no wait (a user thread, an open
+  // connection free now), else from the pool.
   int owner = user.owner();
   Request request = internalRequest(ReleaseFork::kHandler,
                                     ReleaseFork{user.rrefId(), user.forkId()}.toArgs());
+  if (currentThreadRole() == ThreadRole::kUser && agent_.tryNotify(owner, request)) {
+    return;
+  }
   agent_.pool().run([weak = agent_.weak_from_this(), owner, request = std::move(request)]() mutable {
     if (auto agent = weak.lock()) {
       agent->notify(owner, std::move(request));
@@ -418,7 +464,7 @@ void RRefContext::onPeerLost(int rank) {
         "(rank " + std::to_string(rank) + ") was lost before its remote() call arrived")));
   }
   for (auto& owner : erased) {
-    dropLater(std::move(owner));
+    drop(std::move(owner));
   }
 }
 

@@ -113,10 +113,12 @@ class RRefContext {
   // rref_id, created if missing.
   OwnerEntry& entryLocked(const std::unique_lock<std::mutex>& held, int64_t rref_id);
   // With mu_ held (checked likewise): erases the entry if nothing keeps it,
-  // and returns its value for dropLater() (never destroyed with mu_ held).
+  // and returns its value for drop() (never destroyed with mu_ held).
   std::shared_ptr<OwnerRRef> maybeEraseLocked(const std::unique_lock<std::mutex>& held,
                                               int64_t rref_id);
-  void dropLater(std::shared_ptr<OwnerRRef> owner);
+  // Destroys an erased value: here if that only frees memory, else on the
+  // pool. Never with mu_ held.
+  void drop(std::shared_ptr<OwnerRRef> owner);
   void addFork(int64_t rref_id, int64_t fork_id, int holder);
   void removeFork(int64_t rref_id, int64_t fork_id);
   RRefPtr makeUser(int owner, int64_t rref_id, int64_t fork_id, FuturePtr created);

@@ -82,6 +82,19 @@ def test_owner_deletes_the_value_once_no_reference_is_left(cluster):
     wait_for(lambda: owned("worker1") == before, RELEASE_DEADLINE, "the owner to delete the value")
 
 
+def test_the_owner_destroys_a_python_value_on_its_pool_not_on_a_reader(cluster):
+    # The release notice is handled on the owner's reader thread; a value that
+    # is only memory (a tensor) is freed there, one whose destructor is user
+    # code goes to the pool.
+    before = rpc.rpc_sync("worker1", rref_fns.destroyed_on)
+    rref = rpc.remote("worker1", rref_fns.DestroyedWhere)
+    wait_for(rref.confirmed_by_owner, 5.0, "the owner to confirm the RRef")
+    del rref
+    wait_for(lambda: len(rpc.rpc_sync("worker1", rref_fns.destroyed_on)) == len(before) + 1,
+             RELEASE_DEADLINE, "the owner to destroy the value")
+    assert rpc.rpc_sync("worker1", rref_fns.destroyed_on)[-1] == "distgrad-pool"
+
+
 def test_a_reference_held_elsewhere_keeps_the_value(cluster):
     before = owned("worker1")
     rref = rpc.remote("worker1", rref_fns.make_tensor, (2, 2))

@@ -29,27 +29,30 @@ import os
 import platform
 import queue
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
-# tools/ is sys.path[0] when this file runs as a script, and the spawned
-# workers inherit that path, so every process imports the same module.
+# tools/ is sys.path[0] when this file runs as a script; rank 0 of a job (a
+# spawned process) inherits that path, and its Cluster puts tools/ on the
+# workers' PYTHONPATH: every process imports the same modules.
 import bench_fns
+from bench_backends import BACKENDS, NUM_WORKER_THREADS, RPC_TIMEOUT
 
-# Seconds. Generous: a job on a loaded 2-core machine can be slow to start,
-# and a 16 MiB call on a slow runtime takes a while; a hang still ends.
-RPC_TIMEOUT = 120.0
+from distgrad._testing import Cluster
+
 # Upper bound on one job (start-up, all its measurements, shutdown).
 JOB_TIMEOUT = 1800.0
+
+
+# Where bench_fns and bench_backends live: the root of every job's workers.
+TOOLS = os.path.dirname(os.path.abspath(__file__))
 
 
 def worker_name(rank):
@@ -60,56 +63,6 @@ def worker_name(rank):
 # Backends: how a process joins a job, and which modules a measurement uses.
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    init: Callable  # (rank, world_size, init_method, num_worker_threads) -> rpc module
-    autograd_module: str  # imported lazily, like optim_module
-    optim_module: str
-
-
-def _init_distgrad(rank, world_size, init_method, num_worker_threads):
-    import distgrad.rpc as rpc
-
-    rpc.init_rpc(
-        worker_name(rank), rank=rank, world_size=world_size, init_method=init_method,
-        timeout=RPC_TIMEOUT, num_worker_threads=num_worker_threads,
-    )
-    return rpc
-
-
-def _init_torch(rank, world_size, init_method, num_worker_threads, **tensorpipe_options):
-    import torch.distributed.rpc as rpc
-
-    # torch's own TensorPipe start-up (an all_gather_object on a bare Gloo
-    # group) triggers this deprecation warning on every worker: not ours.
-    warnings.filterwarnings("ignore", message="You are using a Backend .* as a ProcessGroup")
-
-    options = rpc.TensorPipeRpcBackendOptions(
-        init_method=init_method, num_worker_threads=num_worker_threads, rpc_timeout=RPC_TIMEOUT,
-        **tensorpipe_options,
-    )
-    rpc.init_rpc(
-        worker_name(rank), rank=rank, world_size=world_size,
-        backend=rpc.BackendType.TENSORPIPE, rpc_backend_options=options,
-    )
-    return rpc
-
-
-def _init_torch_tcp(rank, world_size, init_method, num_worker_threads):
-    # TensorPipe's defaults pick its shared-memory transport and cross-memory
-    # (process_vm_readv) channel between processes of one machine; this
-    # variant forces plain TCP sockets, the only path distgrad has, to tell
-    # the cost of the runtime apart from the cost of the wire.
-    return _init_torch(rank, world_size, init_method, num_worker_threads,
-                       _transports=["uv"], _channels=["basic"])
-
-
-BACKENDS = {
-    "distgrad": Backend("distgrad", _init_distgrad, "distgrad.autograd", "distgrad.optim"),
-    "torch": Backend("torch", _init_torch, "torch.distributed.autograd", "torch.distributed.optim"),
-    "torch_tcp": Backend("torch_tcp", _init_torch_tcp, "torch.distributed.autograd", "torch.distributed.optim"),
-}
 DEFAULT_BACKENDS = ("distgrad", "torch")
 REFERENCE = "distgrad"  # ratios are <other backend>/distgrad
 
@@ -401,41 +354,41 @@ def _process_cpu_ns(pid):
 # Running one job: world_size processes of one backend.
 
 
-def free_port():
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker_main(backend_name, rank, world_size, port, num_worker_threads, names, iters, results):
-    """Body of every process of a job. Rank 0 runs the measurements named in
-    ``names`` (every rank gets them, to prepare what they need) and puts ("results", {name: samples}) on ``results``; the other
-    ranks only serve until rank 0 shuts the job down. A measurement that
+def _rank0_main(backend_name, world_size, names, iters, num_worker_threads, results):
+    """Body of rank 0 of a job, a fresh process: starts the other ranks as
+    a distgrad._testing.Cluster of this backend (the helper the tests use),
+    runs the measurements named in ``names`` and puts ("results", {name:
+    samples}) on ``results``, then shuts the job down. A measurement that
     raises gets its traceback (a str) instead of samples; any other failure
-    is put there as ("error", rank, traceback)."""
+    is put there as ("error", traceback). A worker that does not shut down
+    cleanly is reported as ("warning", text) after the results."""
     try:
         one_intra_op_thread()
+        env = {NUM_WORKER_THREADS: str(num_worker_threads)}
+        if "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = "1"  # see one_intra_op_thread
+        os.environ.update(env)  # rank 0 joins through the same backend object
+        imports = [DEMO_MODELS[backend_name]] if "demo_iteration" in names and _has_sklearn() else []
+        for module in imports:
+            importlib.import_module(module)
+        cluster = Cluster(world_size, env=env, root=TOOLS, rpc_timeout=RPC_TIMEOUT,
+                          backend=f"bench_backends:{backend_name}", imports=imports).start()
         backend = BACKENDS[backend_name]
-        if "demo_iteration" in names:
-            _import_demo_model(backend_name)
-        called = time.time()
-        rpc = backend.init(rank, world_size, f"tcp://127.0.0.1:{port}", num_worker_threads)
-        bench_fns.INIT_TIMES = (called, time.time())
-        if rank == 0:
-            api = Api(backend, rpc, world_size)
-            samples = {}
-            for name in names:
-                m = MEASUREMENTS[name]
-                try:
-                    samples[name] = m.fn(api, m.iterations(iters))
-                except Exception:  # noqa: BLE001 - one failing row must not cost the others
-                    samples[name] = traceback.format_exc()
-            results.put(("results", samples))
-        # Graceful: the serving ranks block here until rank 0 is done.
-        rpc.shutdown()
+        api = Api(backend, importlib.import_module(backend.rpc_module), world_size)
+        samples = {}
+        for name in names:
+            m = MEASUREMENTS[name]
+            try:
+                samples[name] = m.fn(api, m.iterations(iters))
+            except Exception:  # noqa: BLE001 - one failing row must not cost the others
+                samples[name] = traceback.format_exc()
+        results.put(("results", samples))
+        try:
+            cluster.stop()
+        except AssertionError as failures:  # a worker that did not exit cleanly
+            results.put(("warning", str(failures)))
     except BaseException:  # noqa: BLE001 - reported to the parent, which decides
-        results.put(("error", rank, traceback.format_exc()))
+        results.put(("error", traceback.format_exc()))
         sys.exit(1)
 
 
@@ -450,11 +403,9 @@ def one_intra_op_thread():
         torch.set_num_threads(1)
 
 
-def _import_demo_model(backend_name):
-    """The demo's scripted functions must be compiled on every worker before
-    a call names them (torch finds them among what it has compiled)."""
-    if importlib.util.find_spec("sklearn") is not None:
-        importlib.import_module(DEMO_MODELS[backend_name])
+def _has_sklearn():
+    """The demo's data (scikit-learn's digits) is an optional dependency."""
+    return importlib.util.find_spec("sklearn") is not None
 
 
 class JobError(RuntimeError):
@@ -462,23 +413,16 @@ class JobError(RuntimeError):
 
 
 def run_job(backend_name, world_size, names, iters, num_worker_threads):
-    """Starts a job of world_size fresh processes, returns rank 0's samples.
-    Every process it started has exited (or been killed) when it returns."""
-    # spawn, not fork: each worker starts clean (no inherited torch threads
-    # or state from this process or from the previous job).
+    """Runs a job of world_size fresh processes, returns rank 0's samples.
+    Every process of the job has exited (or been killed) when it returns:
+    the workers die with rank 0 (see distgrad._testing.worker)."""
+    # spawn, not fork: rank 0 starts clean (no inherited torch threads or
+    # state from this process or from the previous job).
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    port = free_port()
-    processes = [
-        context.Process(
-            target=_worker_main,
-            args=(backend_name, rank, world_size, port, num_worker_threads, names, iters, results),
-            name=f"bench-{backend_name}-{rank}",
-        )
-        for rank in range(world_size)
-    ]
-    for p in processes:
-        p.start()
+    rank0 = context.Process(target=_rank0_main, name=f"bench-{backend_name}-0",
+                            args=(backend_name, world_size, names, iters, num_worker_threads, results))
+    rank0.start()
     try:
         deadline = time.monotonic() + JOB_TIMEOUT
         samples = None
@@ -486,42 +430,33 @@ def run_job(backend_name, world_size, names, iters, num_worker_threads):
             try:
                 message = results.get(timeout=1.0)
             except queue.Empty:
-                dead = [p for p in processes if p.exitcode not in (None, 0)]
-                if dead:
-                    codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in dead)
-                    raise JobError(f"{backend_name}: a worker died without reporting ({codes})")
+                if rank0.exitcode is not None:
+                    raise JobError(f"{backend_name}: rank 0 exited with code {rank0.exitcode} without reporting")
                 if time.monotonic() > deadline:
                     raise JobError(f"{backend_name}: no result after {JOB_TIMEOUT} s")
                 continue
             if message[0] == "error":
-                raise JobError(f"{backend_name}: rank {message[1]} failed:\n{message[2]}")
+                raise JobError(f"{backend_name}: rank 0 failed:\n{message[1]}")
             samples = message[1]
-        # The job is measured; now it should also shut down cleanly. Once a
-        # worker has died, a graceful shutdown can only wait for its timeout:
-        # stop waiting then (the finally below kills what is left).
-        deadline = time.monotonic() + RPC_TIMEOUT
-        while time.monotonic() < deadline and any(p.exitcode is None for p in processes):
-            if any(p.exitcode not in (None, 0) for p in processes):
+        # Measured; now the job should also shut down cleanly (the Cluster
+        # waits up to 15 s per shutdown step and 30 s for the processes).
+        rank0.join(timeout=RPC_TIMEOUT)
+        leftover = []
+        while True:
+            try:
+                leftover.append(results.get_nowait())
+            except queue.Empty:
                 break
-            time.sleep(0.05)
-        stuck = [p.name for p in processes if p.exitcode is None]
-        failed = [f"{p.name} ({p.exitcode})" for p in processes if p.exitcode not in (None, 0)]
-        if stuck or failed:
-            errors = []
-            while True:
-                try:
-                    errors.append(results.get_nowait())
-                except queue.Empty:
-                    break
-            detail = "".join(f"\nrank {e[1]}:\n{e[2]}" for e in errors if e[0] == "error")
+        warnings_ = [m[1] for m in leftover if m[0] == "warning"]
+        if rank0.exitcode != 0 or warnings_:
+            detail = "".join(f"\n{w}" for w in warnings_)
             print(f"warning: {backend_name} job did not shut down cleanly "
-                  f"(stuck: {stuck or 'none'}, failed: {failed or 'none'}){detail}", file=sys.stderr)
+                  f"(rank 0 exit code {rank0.exitcode}){detail}", file=sys.stderr)
         return samples
     finally:
-        for p in processes:
-            if p.is_alive():
-                p.kill()
-            p.join(timeout=10)
+        if rank0.is_alive():
+            rank0.kill()
+        rank0.join(timeout=10)
 
 
 # --------------------------------------------------------------------------

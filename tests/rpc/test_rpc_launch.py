@@ -12,8 +12,8 @@ import distgrad.rpc as rpc
 from distgrad._rendezvous import InitMethod
 from distgrad._testing import Cluster
 from distgrad.rpc import api
-from tests import remote_fns
-from tests.checks import listening_address, warn_again_of_a_loopback_address
+from tests import cluster_backend, remote_fns
+from tests.checks import listening_address, wait_for, warn_again_of_a_loopback_address
 from tests.conftest import ROOT
 from tests.rpc.test_rpc_rendezvous import run_programs
 
@@ -31,6 +31,24 @@ def test_advertised_address_can_be_set():
         assert rpc.rpc_sync("worker1", remote_fns.call, ("worker0", remote_fns.whoami)) == "worker0"
     finally:
         job.stop()
+
+
+def test_a_cluster_joins_through_the_backend_it_is_given():
+    # As tools/bench.py runs its jobs on torch.distributed.rpc: every process
+    # joins and leaves through the object named, and the workers import the
+    # modules listed first.
+    job = Cluster(2, root=ROOT, backend="tests.cluster_backend:RECORDING", imports=["json.tool"])
+    job.start()
+    try:
+        assert cluster_backend.RECORDING.joined_as == "worker0"
+        # Set just after its init returns, which may be a moment after ours.
+        wait_for(lambda: rpc.rpc_sync("worker1", cluster_backend.joined_as) == "worker1", 10.0,
+                 "worker1 to have joined through the backend")
+        assert rpc.rpc_sync("worker1", cluster_backend.imported, ("json.tool",))
+    finally:
+        job.stop()
+    assert cluster_backend.RECORDING.left == (True, 15.0)
+    assert job.returncode(1) == 0
 
 
 class FakeRendezvous:

@@ -1,5 +1,5 @@
-"""A local distgrad job for tests: rank 0 is the calling process, ranks
-1..N-1 are worker processes (distgrad._testing.worker)."""
+"""A local job for tests and benchmarks: rank 0 is the calling process,
+ranks 1..N-1 are worker processes (distgrad._testing.worker)."""
 
 import os
 import shutil
@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import distgrad.rpc
+from . import backend as default_backend
 
 # How long the workers get to import torch and reach init_rpc.
 _START_TIMEOUT = 60.0
@@ -31,15 +31,25 @@ class Cluster:
     remote functions import there under the same names. ``rpc_timeout`` is
     the init_rpc timeout of rank 0, the default timeout of its calls.
     ``init_method`` is where the workers meet (default: a free TCP port of
-    127.0.0.1)."""
+    127.0.0.1). ``backend`` names the object through which every process
+    joins and leaves the job ("module" or "module:attribute", with
+    ``init(name, rank, world_size, init_method, timeout)`` (timeout: None
+    for the backend's default) and
+    ``shutdown(graceful, timeout)``; default: distgrad.rpc, see
+    distgrad._testing.backend). ``imports`` are modules every worker imports
+    before it joins (say, ones that compile TorchScript functions the job
+    calls by name)."""
 
-    def __init__(self, world_size, env=None, root=None, rpc_timeout=60.0, init_method=None):
+    def __init__(self, world_size, env=None, root=None, rpc_timeout=60.0, init_method=None,
+                 backend="distgrad._testing.backend", imports=()):
         if world_size < 1:
             raise ValueError(f"world_size must be at least 1, got {world_size}")
         self.world_size = world_size
         self.env = dict(env or {})
         self.root = Path(root or os.getcwd()).resolve()
         self.rpc_timeout = rpc_timeout
+        self.backend_name = backend
+        self.imports = tuple(imports)
         self._chosen_init_method = init_method
         self.init_method = None
         self.log_dir = None
@@ -64,7 +74,10 @@ class Cluster:
                     "--rank", str(rank), "--world-size", str(self.world_size),
                     "--init-method", self.init_method,
                     "--parent-pid", str(os.getpid()), "--ready-file", str(self._ready_file(rank)),
+                    "--backend", self.backend_name,
                 ]
+                for module in self.imports:
+                    command += ["--import", module]
                 with open(self._log_file(rank), "wb") as log:
                     self._procs[rank] = subprocess.Popen(
                         command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -72,8 +85,7 @@ class Cluster:
             # Waiting for the workers to have imported torch keeps the
             # rendezvous short, so that rank 0 may use a small rpc_timeout.
             self._wait_until_ready()
-            distgrad.rpc.init_rpc(self.name(0), rank=0, world_size=self.world_size,
-                                  init_method=self.init_method, timeout=self.rpc_timeout)
+            self._backend().init(self.name(0), 0, self.world_size, self.init_method, self.rpc_timeout)
         except BaseException:
             self._kill_all()
             raise
@@ -88,7 +100,7 @@ class Cluster:
         removed when everything went well."""
         graceful = graceful and not self._killed
         try:
-            distgrad.rpc.shutdown(graceful=graceful, timeout=15.0)
+            self._backend().shutdown(graceful, 15.0)
         except BaseException as error:
             self._kill_all()
             error.add_note(f"the worker logs are in {self.log_dir}")
@@ -118,6 +130,9 @@ class Cluster:
     def returncode(self, rank):
         """The exit code of worker ``rank``, or None while it runs."""
         return self._procs[rank].poll()
+
+    def _backend(self):
+        return default_backend.resolve(self.backend_name)
 
     def _log_file(self, rank):
         return self.log_dir / f"worker{rank}.log"

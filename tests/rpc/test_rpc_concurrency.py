@@ -54,3 +54,13 @@ def test_calls_while_another_worker_is_busy(cluster):
         assert rpc.rpc_sync("worker0", torch.neg, (torch.ones(1),)).item() == -1.0
     assert not all(f.done() for f in slow)
     assert torch.futures.wait_all(slow) == [0, 1, 2]
+
+
+def test_runtime_threads_are_named_after_their_role(cluster):
+    # For top, perf and /proc: a Python call runs on a pool thread, and
+    # every connection has its reader.
+    names, caller = rpc.rpc_sync("worker1", remote_fns.thread_names)
+    assert caller == "distgrad-pool"
+    assert names.count("distgrad-reader") >= 1
+    assert names.count("distgrad-pool") == rpc.constants.DEFAULT_NUM_WORKER_THREADS
+    assert "distgrad-accept" in names

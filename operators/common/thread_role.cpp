@@ -11,22 +11,34 @@ namespace {
 
 thread_local ThreadRole t_role = ThreadRole::kUser;
 
+// What errors call a role, and the OS name of a thread that has it (for
+// top, perf and /proc/<pid>/task/*/comm: at most 15 characters; none for
+// users' threads, which keep theirs).
+struct RoleNames {
+  const char* text;
+  const char* thread_name;
+};
+
+RoleNames namesOf(ThreadRole role) {
+  switch (role) {
+    case ThreadRole::kUser:
+      return {"user", nullptr};
+    case ThreadRole::kPool:
+      return {"pool", "distgrad-pool"};
+    case ThreadRole::kCallback:
+      return {"callback pool", "distgrad-cb"};
+    case ThreadRole::kReader:
+      return {"reader", "distgrad-reader"};
+    case ThreadRole::kAcceptor:
+      return {"acceptor", "distgrad-accept"};
+  }
+  return {"unknown", nullptr};
+}
+
 }  // namespace
 
 const char* threadRoleName(ThreadRole role) {
-  switch (role) {
-    case ThreadRole::kUser:
-      return "user";
-    case ThreadRole::kPool:
-      return "pool";
-    case ThreadRole::kCallback:
-      return "callback pool";
-    case ThreadRole::kReader:
-      return "reader";
-    case ThreadRole::kAcceptor:
-      return "acceptor";
-  }
-  return "unknown";
+  return namesOf(role).text;
 }
 
 ThreadRole currentThreadRole() {
@@ -35,25 +47,7 @@ ThreadRole currentThreadRole() {
 
 void setCurrentThreadRole(ThreadRole role) {
   t_role = role;
-  // Named for top, perf and /proc/<pid>/task/*/comm (at most 15 characters).
-  const char* name = nullptr;
-  switch (role) {
-    case ThreadRole::kPool:
-      name = "distgrad-pool";
-      break;
-    case ThreadRole::kCallback:
-      name = "distgrad-cb";
-      break;
-    case ThreadRole::kReader:
-      name = "distgrad-reader";
-      break;
-    case ThreadRole::kAcceptor:
-      name = "distgrad-accept";
-      break;
-    case ThreadRole::kUser:
-      break;
-  }
-  if (name != nullptr) {
+  if (const char* name = namesOf(role).thread_name) {
     pthread_setname_np(pthread_self(), name);
   }
 }

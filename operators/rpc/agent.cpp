@@ -360,23 +360,25 @@ c10::IValue Agent::decodeFetched(const c10::IValue& fetched) const {
   return python_codec_.deserialize(value.value);
 }
 
-void Agent::notify(int dst, Request request) {
+transport::Message Agent::notification(int dst, const Request& request) const {
   worker(dst);  // validates dst
   TORCH_CHECK(request.kind == CallKind::kInternal, "only internal requests go without a reply");
+  return assembleMessage(kRequestType, kNoReply, encodeRequestBody(request), {}, c10::IValue());
+}
+
+void Agent::notify(int dst, Request request) {
+  auto message = notification(dst, request);
   try {
-    transport_->send(dst, assembleMessage(kRequestType, kNoReply, encodeRequestBody(request), {},
-                                          c10::IValue()));
+    transport_->send(dst, message);
   } catch (const std::exception&) {
     // A peer that is gone needs no notice.
   }
 }
 
 bool Agent::tryNotify(int dst, const Request& request) {
-  worker(dst);  // validates dst
-  TORCH_CHECK(request.kind == CallKind::kInternal, "only internal requests go without a reply");
+  auto message = notification(dst, request);
   try {
-    return transport_->trySend(dst, assembleMessage(kRequestType, kNoReply, encodeRequestBody(request),
-                                                    {}, c10::IValue()));
+    return transport_->trySend(dst, message);
   } catch (const std::exception&) {
     return true;  // a peer that is gone needs no notice
   }

@@ -210,6 +210,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
 
   // Removes and returns the pending call id, if it is still pending.
   std::optional<PendingCall> takePending(uint64_t id);
+  // The frame of an internal request sent without a reply (notify,
+  // tryNotify); checks dst and the request's kind.
+  transport::Message notification(int dst, const Request& request) const;
   void timeoutLoop();
 
   const AgentOptions options_;

@@ -122,9 +122,13 @@ void Transport::send(int rank, const Message& message) {
   try {
     conn->send(message);
   } catch (const std::runtime_error& e) {
-    conn->close();  // its reader reports the loss to on_peer_lost
-    throw DistNetworkError("cannot send to " + describe(rank) + ": " + e.what());
+    sendFailed(rank, *conn, e);
   }
+}
+
+void Transport::sendFailed(int rank, Connection& conn, const std::runtime_error& error) {
+  conn.close();  // its reader reports the loss to on_peer_lost
+  throw DistNetworkError("cannot send to " + describe(rank) + ": " + error.what());
 }
 
 bool Transport::trySend(int rank, const Message& message) {
@@ -140,8 +144,7 @@ bool Transport::trySend(int rank, const Message& message) {
   try {
     return conn->trySend(message);
   } catch (const std::runtime_error& e) {
-    conn->close();  // its reader reports the loss to on_peer_lost
-    throw DistNetworkError("cannot send to " + describe(rank) + ": " + e.what());
+    sendFailed(rank, *conn, e);
   }
 }
 

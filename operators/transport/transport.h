@@ -137,6 +137,8 @@ class Transport {
   // Joins the threads of readers that have ended (and frees their sockets).
   void reapFinishedReaders();
   std::string describe(int rank) const;
+  // A send to rank failed on conn: closes it and throws DistNetworkError.
+  [[noreturn]] void sendFailed(int rank, Connection& conn, const std::runtime_error& error);
   // Maps the peer's arena, if possible, for the tensors received on conn.
   bool mapPeerArena(const std::shared_ptr<Connection>& conn, const ArenaInfo& info);
   // Called on the reader thread for control frames after the handshake.

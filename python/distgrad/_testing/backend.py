@@ -4,6 +4,8 @@ functions (a "module" or "module:attribute" name), which its worker processes
 import by that name: tools/bench.py runs the same jobs on torch.distributed.rpc
 that way."""
 
+import importlib
+
 import distgrad.rpc
 
 
@@ -20,5 +22,5 @@ def shutdown(graceful, timeout):
 def resolve(spec):
     """The object a "module" or "module:attribute" name designates."""
     module_name, _, attribute = spec.partition(":")
-    module = __import__(module_name, fromlist=["_"])
+    module = importlib.import_module(module_name)
     return getattr(module, attribute) if attribute else module

@@ -32,13 +32,12 @@ class Cluster:
     the init_rpc timeout of rank 0, the default timeout of its calls.
     ``init_method`` is where the workers meet (default: a free TCP port of
     127.0.0.1). ``backend`` names the object through which every process
-    joins and leaves the job ("module" or "module:attribute", with
-    ``init(name, rank, world_size, init_method, timeout)`` (timeout: None
-    for the backend's default) and
-    ``shutdown(graceful, timeout)``; default: distgrad.rpc, see
-    distgrad._testing.backend). ``imports`` are modules every worker imports
-    before it joins (say, ones that compile TorchScript functions the job
-    calls by name)."""
+    joins and leaves the job, "module" or "module:attribute", with
+    ``init(name, rank, world_size, init_method, timeout)`` (timeout None:
+    the backend's default) and ``shutdown(graceful, timeout)``; the default
+    is distgrad.rpc (distgrad._testing.backend). ``imports`` are modules
+    every worker imports before it joins (say, ones that compile TorchScript
+    functions the job calls by name)."""
 
     def __init__(self, world_size, env=None, root=None, rpc_timeout=60.0, init_method=None,
                  backend="distgrad._testing.backend", imports=()):

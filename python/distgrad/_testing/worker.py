@@ -5,8 +5,9 @@
 
 Imports the modules given, joins the job as worker "workerR" through the
 backend (default: distgrad.rpc, see distgrad._testing.backend), serves RPCs
-until every worker has called shutdown, then exits 0. It exits 1 at once if its parent process dies, so a
-crashed or killed test run leaves nothing behind.
+until every worker has called shutdown, then exits 0. It exits 1 at once if
+its parent process dies, so a crashed or killed test run leaves nothing
+behind.
 """
 
 import argparse

@@ -585,8 +585,8 @@ class ForeignCpu:
 
 def measure_floors(iters):
     """{name: median µs}: a 64-byte loopback TCP round trip between two
-    processes in C, busy polling and blocking (tools/pingpong.c, compiled
-    here with cc), and the local work of a computed 16 MiB round trip: the
+    processes in C, busy polling, blocking, and blocking with both on one
+    core (tools/pingpong.c, compiled here with cc), and the local work of a computed 16 MiB round trip: the
     argument copied, torch.mul(x, 1) computed, the result copied, each into
     memory already in use (no page faults: what a steady state can reach).
     A floor that cannot be measured (no compiler) is left out."""
@@ -600,7 +600,7 @@ def measure_floors(iters):
         except (OSError, subprocess.SubprocessError) as error:
             print(f"warning: cannot build {source} ({error}); no round-trip floor", file=sys.stderr)
         else:
-            for mode in ("busy", "block"):
+            for mode in ("busy", "block", "block1"):
                 out = subprocess.run([binary, mode, str(max(1000, iters))], check=True, capture_output=True,
                                      text=True, timeout=300).stdout
                 floors[f"tcp_{mode}"] = float(out)
@@ -624,6 +624,7 @@ def measure_floors(iters):
 FLOOR_TITLES = {
     "tcp_busy": "64-byte TCP round trip between two processes, busy polling (C)",
     "tcp_block": "64-byte TCP round trip between two processes, blocking recv (C)",
+    "tcp_block1": "the same, both processes on one core: no wakeup crosses cores (C)",
     "bulk_computed": "16 MiB copied, torch.mul(x, 1), result copied, in one process, no page faults",
 }
 # Rows compared with a floor: (row, floor).

@@ -1,12 +1,17 @@
 /* The floor of a small-message round trip on this machine, for
  * tools/bench.py: two processes exchange a 64-byte message over a loopback
  * TCP connection, N times, waiting for each reply either by busy polling
- * (non-blocking recv in a loop) or by a blocking recv. Prints the median
+ * (non-blocking recv in a loop) or by a blocking recv; block1 blocks too,
+ * with both processes held on the first CPU this one may use, so that no
+ * wakeup has to reach another core (the difference with block is what
+ * waking a thread on another, idle core costs here). Prints the median
  * round trip in microseconds.
  *
- *     pingpong busy|block ITERATIONS
+ *     pingpong busy|block|block1 ITERATIONS
  */
+#define _GNU_SOURCE
 #include <netinet/in.h>
+#include <sched.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,11 +56,23 @@ static int compare(const void* a, const void* b) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3 || (strcmp(argv[1], "busy") && strcmp(argv[1], "block"))) {
-    fprintf(stderr, "usage: %s busy|block ITERATIONS\n", argv[0]);
+  if (argc != 3 || (strcmp(argv[1], "busy") && strcmp(argv[1], "block") && strcmp(argv[1], "block1"))) {
+    fprintf(stderr, "usage: %s busy|block|block1 ITERATIONS\n", argv[0]);
     return 2;
   }
   busy = strcmp(argv[1], "busy") == 0;
+  if (strcmp(argv[1], "block1") == 0) { /* inherited by the echo process */
+    cpu_set_t allowed, first;
+    if (sched_getaffinity(0, sizeof allowed, &allowed)) die("sched_getaffinity");
+    CPU_ZERO(&first);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+      if (CPU_ISSET(cpu, &allowed)) {
+        CPU_SET(cpu, &first);
+        break;
+      }
+    }
+    if (sched_setaffinity(0, sizeof first, &first)) die("sched_setaffinity");
+  }
   int iters = atoi(argv[2]);
   int listener = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -25,10 +25,16 @@ DEADLINE = 60.0
 LATENCY = 0.5
 
 PROGRAM = textwrap.dedent("""
+    import signal
     import sys
     import time
 
     import distgrad.rpc as rpc
+
+    # Ctrl-C raises KeyboardInterrupt, as in a program started from a
+    # terminal, even when the suite itself was started in the background (a
+    # shell starts background jobs with SIGINT ignored; Python keeps it so).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     case, rank, port = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     init = dict(rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}", timeout=30)

@@ -22,7 +22,7 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
     py::gil_scoped_release no_gil;
     result = agent->call(dst, std::move(request), timeout);
     if (py_future.is_none()) {
-      waitInterruptibly(result);
+      waitInterruptibly(result, PullWaker::kYes);
     }
   }
   if (py_future.is_none()) {

@@ -1,4 +1,5 @@
 #include "python/interrupt.h"
+#include "common/waker_pull.h"
 #include "python/bindings.h"
 #include "python/python_values.h"
 #include "rpc/thread_pool.h"
@@ -30,6 +31,7 @@ struct Completion {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;  // guarded by mu
+  Waker waker;        // guarded by mu: who completed the future
 };
 
 // _quiet_torch_logs in Python.
@@ -43,15 +45,18 @@ int saved_log_level = 0;  // guarded by quiet_mu
 
 }  // namespace
 
-void waitInterruptibly(const rpc::FuturePtr& future) {
+void waitInterruptibly(const rpc::FuturePtr& future, PullWaker pull) {
   if (future->completed()) {
     return;
   }
   auto completion = std::make_shared<Completion>();
-  future->addCallback([completion](c10::ivalue::Future&) {
+  future->addCallback([completion, pull](c10::ivalue::Future&) {
     {
       std::lock_guard<std::mutex> lock(completion->mu);
       completion->done = true;
+      if (pull == PullWaker::kYes) {
+        completion->waker = Waker::currentReader();
+      }
     }
     completion->cv.notify_all();
   });
@@ -61,6 +66,9 @@ void waitInterruptibly(const rpc::FuturePtr& future) {
     lock.unlock();
     checkSignals();
     lock.lock();
+  }
+  if (pull == PullWaker::kYes) {
+    afterWakeup(completion->waker);
   }
 }
 

@@ -14,8 +14,14 @@ namespace distgrad::python {
 // (PyErr_CheckSignals). A handler that raises (KeyboardInterrupt) ends the
 // wait with pybind11::error_already_set; what was waited for goes on.
 
+// Whether a wait for a single reply moves the reader that completes it onto
+// the waiting thread's core (see common/waker_pull.h): for the synchronous
+// calls (rpc_sync, to_here), not for waits on one of several futures,
+// whose replies come through several readers that one core cannot hold.
+enum class PullWaker { kNo, kYes };
+
 // Returns once future has completed. Called without the GIL.
-void waitInterruptibly(const rpc::FuturePtr& future);
+void waitInterruptibly(const rpc::FuturePtr& future, PullWaker pull = PullWaker::kNo);
 
 // Calls step(seconds) repeatedly, each time for at most 50 ms, until it
 // returns true (returns true) or timeout_seconds have passed (returns false;

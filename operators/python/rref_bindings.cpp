@@ -23,7 +23,7 @@ void initRRefBindings(py::module& m) {
     {
       py::gil_scoped_release no_gil;
       rpc::FuturePtr fetched = agent->fetch(rref, timeout);
-      waitInterruptibly(fetched);  // Ctrl-C ends the wait
+      waitInterruptibly(fetched, PullWaker::kYes);  // Ctrl-C ends the wait
       if (fetched->hasError()) {
         std::rethrow_exception(fetched->exception_ptr());
       }

@@ -30,4 +30,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   distgrad::testing::initOptimBindings(m);
   distgrad::testing::initPoolBindings(m);
   distgrad::testing::initConnectionBindings(m);
+  distgrad::testing::initWakerPullBindings(m);
 }

@@ -30,6 +30,11 @@ bool WakerPullRule::shouldPull(const Waker& waker, int waiter_cpu, Clock::time_p
 }
 
 int pullOntoThisCore(pid_t tid) {
+  // Only a thread of this process: a reader that has ended since it woke
+  // us leaves its id free for any thread of the machine.
+  if (::syscall(SYS_tgkill, ::getpid(), tid, 0) != 0) {
+    return -1;
+  }
   int here = ::sched_getcpu();
   cpu_set_t mask;
   if (here < 0 || ::sched_getaffinity(tid, sizeof(mask), &mask) != 0 || !CPU_ISSET(here, &mask)) {

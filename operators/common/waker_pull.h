@@ -52,10 +52,10 @@ class WakerPullRule {
   bool pulled_ = false;
 };
 
-// Moves thread tid (of this process), if it is running or runnable, onto
-// the calling thread's current core, keeping its affinity mask; returns the
-// core, or -1 if it could not (the core is not in its mask, or the calls
-// failed: nothing changed then).
+// Moves thread tid, if it is running or runnable, onto the calling thread's
+// current core, keeping its affinity mask; returns the core, or -1 if it
+// could not (tid is no thread of this process, the core is not in its mask,
+// or the calls failed: nothing changed then).
 int pullOntoThisCore(pid_t tid);
 
 // The calling thread's waits for replies apply the rule (thread_local

@@ -117,6 +117,7 @@ void initWakerPullBindings(py::module& m) {
         return rule.shouldPull(Waker{waker_tid, waker_cpu}, waiter_cpu, now);
       });
   m.def("pull_spinning_thread", &pullSpinningThread);
+  m.def("pull_onto_this_core", [](pid_t tid) { return pullOntoThisCore(tid); });
 }
 
 }  // namespace distgrad::testing

@@ -48,3 +48,12 @@ def test_the_pulled_thread_runs_on_the_pullers_core_and_keeps_its_mask():
     assert pulled_to == here
     assert seen_there, f"the thread never ran on core {here} after the pull"
     assert same_mask, "the thread's affinity mask changed"
+
+
+def test_a_thread_of_another_process_is_not_moved():
+    # The parent's main thread: a reader's id, once it has ended, may be
+    # anyone's.
+    parent = os.getppid()
+    before = os.sched_getaffinity(parent)
+    assert _unit.pull_onto_this_core(parent) == -1
+    assert os.sched_getaffinity(parent) == before

@@ -344,10 +344,18 @@ def add_builtin_16(api, iters):
 
 
 def _process_cpu_ns(pid):
-    """User + system CPU time of process pid and its threads, in ns."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    """CPU time of the threads process pid has now, in ns: the scheduler's
+    own count (/proc/<pid>/task/<tid>/schedstat), not utime + stime, which
+    come in clock ticks (10 ms here: a second of an idle job read 10, 20 or
+    30 ms). A thread that ends between two readings takes its time along."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # ended meanwhile
+    return total
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #include "common/thread_role.h"
 
+#include <ATen/Parallel.h>
+
 #include <pthread.h>
 
 #include <stdexcept>
@@ -47,6 +49,13 @@ ThreadRole currentThreadRole() {
 
 void setCurrentThreadRole(ThreadRole role) {
   t_role = role;
+  // OpenMP keeps its thread count per thread, and a new thread starts with
+  // the default (one per core), not what torch.set_num_threads chose:
+  // torch's own threads adopt torch's setting when they start, and so do
+  // the runtime's, which run operators (requests, backward passes, users'
+  // callbacks). Without it a worker that asked for one thread ran a
+  // request's matrix products with an OpenMP team spinning on every core.
+  at::init_num_threads();
   if (const char* name = namesOf(role).thread_name) {
     pthread_setname_np(pthread_self(), name);
   }

@@ -23,7 +23,8 @@ const char* threadRoleName(ThreadRole role);
 ThreadRole currentThreadRole();
 
 // Gives the calling thread a role for its lifetime (a thread's main loop),
-// and a name saying it ("distgrad-pool", ...).
+// a name saying it ("distgrad-pool", ...), and torch's intra-op thread
+// count as set now (torch.set_num_threads), as torch's own threads take it.
 void setCurrentThreadRole(ThreadRole role);
 
 // Throws std::logic_error naming what and the role if the calling thread has

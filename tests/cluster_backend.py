@@ -3,7 +3,7 @@ was asked (tests/rpc/test_rpc_launch.py)."""
 
 import sys
 
-import distgrad.rpc
+from distgrad._testing import backend
 
 
 class Recording:
@@ -12,12 +12,11 @@ class Recording:
         self.left = None
 
     def init(self, name, rank, world_size, init_method, timeout):
-        distgrad.rpc.init_rpc(name, rank=rank, world_size=world_size, init_method=init_method,
-                              timeout=timeout)
+        backend.init(name, rank, world_size, init_method, timeout)
         self.joined_as = name
 
     def shutdown(self, graceful, timeout):
-        distgrad.rpc.shutdown(graceful=graceful, timeout=timeout)
+        backend.shutdown(graceful, timeout)
         self.left = (graceful, timeout)
 
 

@@ -12,7 +12,9 @@ Waker Waker::currentReader() {
   if (currentThreadRole() != ThreadRole::kReader) {
     return {};
   }
-  return {static_cast<pid_t>(::syscall(SYS_gettid)), ::sched_getcpu()};
+  // Asked at every reply a pulling wait gets: the id once per thread.
+  thread_local const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  return {tid, ::sched_getcpu()};
 }
 
 bool WakerPullRule::shouldPull(const Waker& waker, int waiter_cpu, Clock::time_point now) {

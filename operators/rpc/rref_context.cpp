@@ -9,6 +9,8 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 namespace distgrad::rpc {
 
 namespace {
@@ -41,21 +43,15 @@ bool isPlainData(const c10::IValue& v) {
   if (v.isNone() || v.isInt() || v.isDouble() || v.isBool() || v.isString() || v.isComplexDouble()) {
     return true;
   }
+  auto all_plain = [](const auto& elements) {
+    return std::all_of(elements.begin(), elements.end(),
+                       [](const c10::IValue& e) { return isPlainData(e); });
+  };
   if (v.isTuple()) {
-    for (const auto& e : v.toTupleRef().elements()) {
-      if (!isPlainData(e)) {
-        return false;
-      }
-    }
-    return true;
+    return all_plain(v.toTupleRef().elements());
   }
   if (v.isList()) {
-    for (const auto& e : v.toListRef()) {
-      if (!isPlainData(e)) {
-        return false;
-      }
-    }
-    return true;
+    return all_plain(v.toListRef());
   }
   return false;
 }

@@ -56,7 +56,7 @@ void Connection::setFrameStallTimeout(double seconds) {
 void Connection::send(const Message& message) {
   std::vector<TensorPlacement> placements = arena_.place(message.tensors);
   try {
-    sendPlaced(message, placements);
+    writeFrame(message, placements, /*may_wait_to_start=*/true);
   } catch (...) {
     arena_.unplace(placements);  // the peer will never see these regions
     throw;
@@ -68,10 +68,6 @@ bool Connection::trySend(const Message& message) {
     throw std::logic_error("Connection::trySend() takes messages without tensors");
   }
   return writeFrame(message, {}, /*may_wait_to_start=*/false);
-}
-
-void Connection::sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements) {
-  writeFrame(message, placements, /*may_wait_to_start=*/true);
 }
 
 bool Connection::writeFrame(const Message& message, const std::vector<TensorPlacement>& placements,

@@ -89,7 +89,6 @@ class Connection {
   size_t receiveSome(char* data, size_t n);
   // One recv() into data; returns the byte count (0 at end of stream).
   size_t recvSome(char* data, size_t n);
-  void sendPlaced(const Message& message, const std::vector<TensorPlacement>& placements);
   // Writes the frame under write_mu_; returns false, having written nothing,
   // if !may_wait_to_start and the lock or the socket is not free now.
   bool writeFrame(const Message& message, const std::vector<TensorPlacement>& placements,

@@ -7,6 +7,9 @@
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/function.h>
 
+#include <cstring>
+#include <typeinfo>
+
 namespace distgrad::autograd {
 
 using torch::autograd::Edge;
@@ -32,6 +35,16 @@ variable_list callPreHooks(Node& node, variable_list inputs) {
     inputs = (*hook)(inputs);
   }
   return inputs;
+}
+
+// TorchScript's autodiff node, a class private to torch: it runs the gradient
+// graph autodiff derived from a scripted function's builtin operators (only
+// operators with a known formula join such a graph; no calls, no loops).
+// Known by its type's name, which only torch's own class has.
+bool isScriptAutodiffNode(const Node& node) {
+  static constexpr const char* kTypeName =
+      "N5torch3jit12_GLOBAL__N_127DifferentiableGraphBackwardE";
+  return std::strcmp(typeid(node).name(), kTypeName) == 0;
 }
 
 }  // namespace
@@ -193,10 +206,10 @@ PassReport BackwardPass::report() {
 }
 
 bool BackwardPass::cheapOnReader(const Ready& ready) {
-  // Builtin backward functions (generated ones are TraceableFunctions, as
-  // are AccumulateGrad and distgrad's own nodes' bookkeeping) on small
-  // inputs are bounded work; a custom Function (Python or C++) or a hook is
-  // user code, which a reader thread never runs.
+  // Builtin backward functions (generated ones are TraceableFunctions;
+  // AccumulateGrad, distgrad's own nodes' bookkeeping and TorchScript's
+  // autodiff node) on small inputs are bounded work; a custom Function
+  // (Python or C++) or a hook is user code, which a reader thread never runs.
   if (ready.absent) {
     return true;
   }
@@ -208,7 +221,8 @@ bool BackwardPass::cheapOnReader(const Ready& ready) {
   bool builtin = dynamic_cast<const torch::autograd::TraceableFunction*>(&node) ||
                  dynamic_cast<const AccumulateGrad*>(&node) ||
                  dynamic_cast<const SendRpcBackward*>(&node) ||
-                 dynamic_cast<const RecvRpcBackward*>(&node);
+                 dynamic_cast<const RecvRpcBackward*>(&node) ||
+                 isScriptAutodiffNode(node);
   if (!builtin) {
     return false;
   }

@@ -242,6 +242,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // guards pending_, deadlines_, timeout_thread_wakes_at_, lost_peers_, stopping_
   mutable std::mutex pending_mu_;
   std::unordered_map<uint64_t, PendingCall> pending_;
+  // How many of pending_ go to each rank; written under pending_mu_, read
+  // without it by the readers' poll gates.
+  std::unique_ptr<std::atomic<int>[]> pending_by_peer_;
   std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines_;
   std::unordered_map<int, std::string> lost_peers_;
   bool stopping_ = false;

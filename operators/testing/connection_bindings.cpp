@@ -28,11 +28,26 @@ Message messageOf(uint16_t type, uint64_t id, const std::string& meta,
 }  // namespace
 
 void initConnectionBindings(py::module& m) {
-  // A Connection over a duplicate of fd (a socketpair end: no network).
-  // Blocking calls release the GIL, so a test can block one in a thread.
+  // A Connection over a duplicate of fd (a socketpair end: no network),
+  // with poll_gate(last_type) -> bool as its poll gate if given. Blocking
+  // calls release the GIL, so a test can block one in a thread.
   py::class_<Connection, std::shared_ptr<Connection>>(m, "Connection")
-      .def(py::init([](int fd) { return std::make_shared<Connection>(::dup(fd), "socketpair"); }),
-           py::arg("fd"))
+      .def(py::init([](int fd, py::object poll_gate) {
+             Connection::PollGate gate;
+             if (!poll_gate.is_none()) {
+               auto held = std::shared_ptr<py::object>(new py::object(std::move(poll_gate)),
+                                                       [](py::object* o) {
+                                                         py::gil_scoped_acquire gil;
+                                                         delete o;
+                                                       });
+               gate = [held](uint16_t last_type) {
+                 py::gil_scoped_acquire gil;
+                 return (*held)(last_type).cast<bool>();
+               };
+             }
+             return std::make_shared<Connection>(::dup(fd), "socketpair", std::move(gate));
+           }),
+           py::arg("fd"), py::arg("poll_gate") = py::none())
       .def(
           "send",
           [](Connection& c, uint16_t type, uint64_t id, const std::string& meta,

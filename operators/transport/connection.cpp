@@ -151,7 +151,7 @@ size_t Connection::recvSome(char* data, size_t n) {
   const auto until = now + kPollFor;
   std::optional<Clock::time_point> refused_since;
   for (; now < until; now = Clock::now()) {
-    if (may_poll_ && !may_poll_()) {
+    if (may_poll_ && !may_poll_(last_type_)) {
       if (!refused_since) {
         refused_since = now;
       } else if (now - *refused_since > kRefusedFor) {
@@ -239,6 +239,7 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
   FrameHeader header = FrameHeader::decode(header_bytes);
   validateHeader(header, limits);
   message.type = header.type;
+  last_type_ = header.type;
   message.id = header.id;
   // Grown as the bytes arrive: a header claiming more than follows commits
   // no more memory than was received (tensor storage is only reserved, and

@@ -29,11 +29,12 @@ class ReceiveTimeout : public std::runtime_error {
 // a blocked receive() or send() return with an error.
 class Connection {
  public:
-  // Whether the reader may poll the socket for a short while before blocking
-  // (asked at every poll; null: always). Polling saves the wakeup of a
-  // blocking read, but only pays when no other thread of ours needs the CPU;
-  // the reader blocks once the gate has refused for 20 µs on end.
-  using PollGate = std::function<bool()>;
+  // Whether the reader may poll the socket for a short while before blocking,
+  // given the type of the last frame it received (0 before the first); asked
+  // at every poll, null: always. Polling saves the wakeup of a blocking read,
+  // but only pays when a frame is due and no other thread of ours needs the
+  // CPU; the reader blocks once the gate has refused for 20 µs on end.
+  using PollGate = std::function<bool(uint16_t last_type)>;
 
   // Takes ownership of a connected socket and sets TCP_NODELAY on it.
   Connection(int fd, std::string peer_address, PollGate may_poll = nullptr);
@@ -97,6 +98,7 @@ class Connection {
   const int fd_;
   const std::string peer_address_;
   const PollGate may_poll_;
+  uint16_t last_type_ = 0;  // of the last frame received; only the reader touches it
   FrameLimits peer_limits_;
   double frame_stall_timeout_seconds_ = 0;  // see setFrameStallTimeout
   std::mutex write_mu_;  // serializes whole frames written by send()

@@ -91,7 +91,7 @@ int Transport::listen(const std::string& host) {
 void Transport::onAuthenticated(int fd, const std::string& address, int rank,
                                 const Proof& proof) {
   checkCalledFrom(ThreadRole::kAcceptor, "Transport::onAuthenticated()");
-  auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
+  auto conn = std::make_shared<Connection>(fd, address, pollGateFor(rank));
   try {
     conn->setPeerLimits(proof.limits);
     conn->setFrameStallTimeout(options_.frame_stall_timeout_seconds);
@@ -200,6 +200,13 @@ std::shared_ptr<Connection> Transport::connectionTo(int rank) {
   throw DistNetworkError(unreachable);
 }
 
+Connection::PollGate Transport::pollGateFor(int rank) const {
+  if (!options_.may_poll) {
+    return nullptr;
+  }
+  return [gate = options_.may_poll, rank](uint16_t last_type) { return gate(rank, last_type); };
+}
+
 std::shared_ptr<Connection> Transport::connect(int rank) {
   const std::string& address = addresses_.at(rank);
   sockaddr_in addr = resolve(address);
@@ -223,7 +230,7 @@ std::shared_ptr<Connection> Transport::connect(int rank) {
   }
   timeval no_timeout{};
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &no_timeout, sizeof(no_timeout));
-  auto conn = std::make_shared<Connection>(fd, address, options_.may_poll);
+  auto conn = std::make_shared<Connection>(fd, address, pollGateFor(rank));
   try {
     std::string nonce = makeNonce();
     conn->send(encodeHello(options_.rank, nonce));

@@ -32,8 +32,8 @@ struct TransportOptions {
   // Size of the shared memory through which large tensors go to peers on
   // the same machine (0: always send inline).
   uint64_t arena_bytes = 0;
-  // Given to every connection (see Connection::PollGate).
-  Connection::PollGate may_poll;
+  // The poll gate of the connection to peer (see Connection::PollGate).
+  std::function<bool(int peer, uint16_t last_type)> may_poll;
 };
 
 // TCP connections between the workers of one job: at most one connection per
@@ -107,6 +107,9 @@ class Transport {
   void close();
 
  private:
+  // What the connection to rank is given of options_.may_poll.
+  Connection::PollGate pollGateFor(int rank) const;
+
   struct Peer {
     // Held while connecting to this peer. Lock order: connect_mu, then mu_;
     // no callback (on_message, on_peer_lost) runs under either.

@@ -1,6 +1,7 @@
-"""A connection's sends (transport/connection.h) over a socketpair: trySend,
+"""A connection (transport/connection.h) over a socketpair: trySend,
 which RRef release notices use from users' threads, writes a whole frame or
-nothing, and never waits for the socket or for another sender."""
+nothing, and never waits for the socket or for another sender; the reader's
+poll gate is told the type of the last frame received."""
 
 import select
 import socket
@@ -119,3 +120,24 @@ def test_try_send_takes_no_tensors(pair):
     conn, _, _ = pair
     with pytest.raises(Exception, match="without tensors"):
         conn.try_send(TYPE, 1, b"", [torch.ones(2)])
+
+
+def test_the_poll_gate_is_asked_with_the_type_of_the_last_frame_received():
+    ours, theirs = socket.socketpair()
+    asked = []
+    conn = _unit.Connection(ours.fileno(), poll_gate=lambda last_type: asked.append(last_type) or False)
+    peer = _unit.Connection(theirs.fileno())
+    try:
+        seen = []
+        for frame_type in (TYPE, TYPE + 1, TYPE + 2):
+            asked.clear()
+            peer.send(frame_type, 1, b"x")
+            assert conn.receive() == (frame_type, 1, b"x", [])
+            seen.append(sorted(set(asked)))
+        # 0 before the first frame; each read polls after the frame before it.
+        assert seen == [[0], [TYPE], [TYPE + 1]]
+    finally:
+        conn.close()
+        peer.close()
+        ours.close()
+        theirs.close()

@@ -107,7 +107,8 @@ class Transport {
   void close();
 
  private:
-  // What the connection to rank is given of options_.may_poll.
+  // options_.may_poll bound to rank: the gate of the connection to rank
+  // (null without one).
   Connection::PollGate pollGateFor(int rank) const;
 
   struct Peer {

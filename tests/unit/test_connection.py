@@ -3,6 +3,7 @@ which RRef release notices use from users' threads, writes a whole frame or
 nothing, and never waits for the socket or for another sender; the reader's
 poll gate is told the type of the last frame received."""
 
+import contextlib
 import select
 import socket
 import threading
@@ -15,18 +16,27 @@ from distgrad import _unit
 TYPE = 16  # the first type above the transport's own
 
 
-@pytest.fixture
-def pair():
-    """(our end as a Connection, the raw peer socket, the peer as a Connection)."""
+@contextlib.contextmanager
+def connected(poll_gate=None):
+    """(our end as a Connection with poll_gate, the raw peer socket, the peer
+    as a Connection)."""
     ours, theirs = socket.socketpair()
     ours.setblocking(True)
-    conn = _unit.Connection(ours.fileno())
+    conn = _unit.Connection(ours.fileno(), poll_gate=poll_gate)
     peer = _unit.Connection(theirs.fileno())
-    yield conn, theirs, peer
-    conn.close()
-    peer.close()
-    ours.close()
-    theirs.close()
+    try:
+        yield conn, theirs, peer
+    finally:
+        conn.close()
+        peer.close()
+        ours.close()
+        theirs.close()
+
+
+@pytest.fixture
+def pair():
+    with connected() as ends:
+        yield ends
 
 
 def fill(sock):
@@ -123,21 +133,13 @@ def test_try_send_takes_no_tensors(pair):
 
 
 def test_the_poll_gate_is_asked_with_the_type_of_the_last_frame_received():
-    ours, theirs = socket.socketpair()
     asked = []
-    conn = _unit.Connection(ours.fileno(), poll_gate=lambda last_type: asked.append(last_type) or False)
-    peer = _unit.Connection(theirs.fileno())
-    try:
+    with connected(poll_gate=lambda last_type: asked.append(last_type) or False) as (conn, _, peer):
         seen = []
         for frame_type in (TYPE, TYPE + 1, TYPE + 2):
             asked.clear()
             peer.send(frame_type, 1, b"x")
             assert conn.receive() == (frame_type, 1, b"x", [])
             seen.append(sorted(set(asked)))
-        # 0 before the first frame; each read polls after the frame before it.
-        assert seen == [[0], [TYPE], [TYPE + 1]]
-    finally:
-        conn.close()
-        peer.close()
-        ours.close()
-        theirs.close()
+    # 0 before the first frame; each read polls after the frame before it.
+    assert seen == [[0], [TYPE], [TYPE + 1]]

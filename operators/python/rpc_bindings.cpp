@@ -112,7 +112,8 @@ void initRpcBindings(py::module& m) {
     std::map<std::string, int64_t> info{
         {"num_pending_calls", static_cast<int64_t>(agent->numPendingCalls())},
         {"num_active_requests", static_cast<int64_t>(agent->numActiveRequests())},
-        {"shared_memory_bytes_in_use", static_cast<int64_t>(agent->sharedMemoryInUse())}};
+        {"shared_memory_bytes_in_use", static_cast<int64_t>(agent->sharedMemoryInUse())},
+        {"num_results_sent_in_place", static_cast<int64_t>(agent->sharedMemoryLends())}};
     for (const auto& [name, count] : agent->rrefs().debugInfo()) {
       info.emplace(name, count);
     }

@@ -506,9 +506,19 @@ bool Agent::runsInline(const Request& request, const transport::Message& message
 FuturePtr Agent::execute(int src, Request& request, const std::shared_ptr<CallScope>& scope) {
   switch (request.kind) {
     case CallKind::kBuiltin: {
+      // A result for a peer is computed in shared memory where it can be,
+      // so that it travels without a copy (not the value of an RRef, which
+      // stays here).
+      ResultAllocator results;
+      if (!request.remote && src != options_.rank) {
+        results = [this, src](c10::IntArrayRef sizes, c10::ScalarType dtype) {
+          return transport_->emptyLendable(src, sizes, dtype);
+        };
+      }
       c10::IValue value;
       runInScope(scope, [&] {
-        value = runBuiltinOperator(request.target, std::move(request.args), request.kwargs);
+        value = runBuiltinOperator(request.target, std::move(request.args), request.kwargs,
+                                   results);
       });
       return completedFuture(std::move(value));
     }

@@ -181,6 +181,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::vector<std::pair<int, std::string>> lostPeers() const;
 
   uint64_t sharedMemoryInUse() const { return transport_->sharedMemoryInUse(); }
+  uint64_t sharedMemoryLends() const { return transport_->sharedMemoryLends(); }
   size_t numPendingCalls() const;
   size_t numActiveRequests() const;
 

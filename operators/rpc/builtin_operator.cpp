@@ -91,10 +91,12 @@ OperatorPtr resolve(const std::string& target, std::vector<c10::IValue>& args,
 }  // namespace
 
 c10::IValue runBuiltinOperator(const std::string& target, std::vector<c10::IValue> args,
-                               const Kwargs& kwargs) {
+                               const Kwargs& kwargs, const ResultAllocator& results) {
   OperatorPtr op = resolve(target, args, kwargs);
   torch::jit::Stack stack = std::move(args);
-  op->getOperation()(stack);
+  if (!results || !runIntoAllocated(*op, stack, results)) {
+    op->getOperation()(stack);
+  }
   size_t num_returns = op->schema().returns().size();
   if (num_returns == 1) {
     return std::move(stack.back());

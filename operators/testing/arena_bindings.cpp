@@ -13,6 +13,9 @@ void initArenaBindings(py::module& m) {
       .def_static("create", &LocalArena::create, py::arg("size"))
       .def_property_readonly("info", &LocalArena::info)
       .def("allocate", &LocalArena::allocate, py::arg("nbytes"), py::arg("peer"))
+      .def("allocate_lendable", &LocalArena::allocateLendable, py::arg("nbytes"))
+      .def("lend", &LocalArena::lend, py::arg("offset"), py::arg("nbytes"), py::arg("peer"))
+      .def("num_lends", &LocalArena::numLends)
       .def("release", &LocalArena::release, py::arg("offset"), py::arg("peer"))
       .def("release_all", &LocalArena::releaseAll, py::arg("peer"))
       .def("retain_returned", &LocalArena::retainReturned, py::arg("offset"), py::arg("nbytes"),

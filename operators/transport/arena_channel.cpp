@@ -23,6 +23,20 @@ void ArenaChannel::setPeerArena(std::shared_ptr<PeerArena> peer,
   release_peer_region_ = std::move(release);
 }
 
+at::Tensor ArenaChannel::emptyLendable(c10::IntArrayRef sizes, c10::ScalarType dtype) {
+  uint64_t nbytes = c10::multiply_integers(sizes) * c10::elementSize(dtype);
+  if (!arena_sends_ || nbytes < kMinBytes) {
+    return {};
+  }
+  auto offset = own_arena_->allocateLendable(nbytes);
+  if (!offset) {
+    return {};
+  }
+  auto deleter = [arena = own_arena_, region = *offset](void*) { arena->releaseLocal(region); };
+  return at::from_blob(own_arena_->base() + *offset, sizes, deleter,
+                       at::TensorOptions().dtype(dtype));
+}
+
 std::vector<TensorPlacement> ArenaChannel::place(const std::vector<at::Tensor>& tensors) {
   std::vector<TensorPlacement> placements;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -31,6 +45,15 @@ std::vector<TensorPlacement> ArenaChannel::place(const std::vector<at::Tensor>& 
       continue;
     }
     const char* data = static_cast<const char*>(t.const_data_ptr());
+    // Computed in our arena (emptyLendable): the region is lent as it is.
+    if (arena_sends_ && data >= own_arena_->base() &&
+        data < own_arena_->base() + own_arena_->info().size &&
+        own_arena_->lend(data - own_arena_->base(), t.nbytes(), peer_rank_)) {
+      placements.resize(tensors.size());
+      placements[i] = {TensorLocation::kSenderArena,
+                       static_cast<uint64_t>(data - own_arena_->base())};
+      continue;
+    }
     // A view of the peer's arena, received on this connection (so the
     // peer's hold on its region is released after this frame): it goes
     // back as a reference.

@@ -16,13 +16,13 @@ namespace distgrad::transport {
 // share a machine (see shared_arena.h): the channel beside the connection's
 // byte stream, as TensorPipe keeps channels apart from transports. Outgoing
 // tensors of kMinBytes or more are copied into this worker's arena once the
-// peer has mapped it; views of the peer's arena go back as references;
-// incoming descriptors become views of the peer's arena, or copies of
-// regions of ours coming back.
+// peer has mapped it, unless they were computed there (emptyLendable);
+// views of the peer's arena go back as references; incoming descriptors
+// become views of the peer's arena, or copies of regions of ours coming back.
 //
 // Threading: the setters are called once, before frames flow (except
-// enableSends, from any thread); place/unplace on sending threads;
-// receive on the reader thread.
+// enableSends, from any thread); place/unplace and emptyLendable on any
+// thread; receive on the reader thread.
 class ArenaChannel {
  public:
   // This worker's arena, and the rank of the peer.
@@ -38,8 +38,16 @@ class ArenaChannel {
   // Smaller tensors are cheaper to send inline.
   static constexpr uint64_t kMinBytes = 64 * 1024;
 
+  // A contiguous tensor of sizes and dtype in this worker's arena, whose
+  // region the first frame that sends it lends to the peer instead of
+  // copying it: for a result computed in place, that nothing else holds.
+  // Undefined if it is smaller than kMinBytes, arena sends are not enabled
+  // or the arena is full.
+  at::Tensor emptyLendable(c10::IntArrayRef sizes, c10::ScalarType dtype);
+
   // Decides where each tensor travels, copying those placed in our arena
-  // there; an empty result means all inline.
+  // there (lending those made by emptyLendable); an empty result means all
+  // inline.
   std::vector<TensorPlacement> place(const std::vector<at::Tensor>& tensors);
   // Gives back the regions of placements that will not be sent.
   void unplace(const std::vector<TensorPlacement>& placements);

@@ -88,6 +88,17 @@ LocalArena::~LocalArena() {
 std::optional<uint64_t> LocalArena::allocate(uint64_t nbytes, int peer) {
   uint64_t size = roundUp(nbytes);
   std::lock_guard<std::mutex> lock(mu_);
+  return take(lock, size, Region{size, peer});
+}
+
+std::optional<uint64_t> LocalArena::allocateLendable(uint64_t nbytes) {
+  Region region{roundUp(nbytes), -1, /*peer_holds=*/false, /*local_holds=*/1, /*lendable=*/true};
+  std::lock_guard<std::mutex> lock(mu_);
+  return take(lock, region.size, region);
+}
+
+std::optional<uint64_t> LocalArena::take(const std::lock_guard<std::mutex>& /*held*/, uint64_t size,
+                                         Region region) {
   // First fit: the lowest free offsets are reused first, so their pages
   // stay warm in both processes.
   for (auto it = free_.begin(); it != free_.end(); ++it) {
@@ -100,10 +111,23 @@ std::optional<uint64_t> LocalArena::allocate(uint64_t nbytes, int peer) {
     if (left > 0) {
       free_.emplace(offset + size, left);
     }
-    used_.emplace(offset, Region{size, peer});
+    used_.emplace(offset, region);
     return offset;
   }
   return std::nullopt;
+}
+
+bool LocalArena::lend(uint64_t offset, uint64_t nbytes, int peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = used_.find(offset);
+  if (it == used_.end() || !it->second.lendable || nbytes > it->second.size) {
+    return false;
+  }
+  it->second.lendable = false;
+  it->second.peer = peer;
+  it->second.peer_holds = true;
+  ++num_lends_;
+  return true;
 }
 
 void LocalArena::release(uint64_t offset, int peer) {
@@ -160,6 +184,11 @@ uint64_t LocalArena::bytesInUse() const {
     total += region.size;
   }
   return total;
+}
+
+uint64_t LocalArena::numLends() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return num_lends_;
 }
 
 void LocalArena::freeIfUnheld(std::map<uint64_t, Region>::iterator it) {

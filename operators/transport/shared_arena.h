@@ -32,8 +32,8 @@ struct ArenaInfo {
 // view back, by the views of it here (local holds): it is free when nobody
 // holds it.
 //
-// Threading: all methods are safe from any thread; mu_ guards the free list
-// and the regions in use.
+// Threading: all methods are safe from any thread; mu_ guards the free list,
+// the regions in use and the count of lends.
 class LocalArena {
  public:
   // Null if shared memory is not available here.
@@ -48,6 +48,15 @@ class LocalArena {
   // A region of nbytes for a message to peer, or nothing if the arena is
   // full (the caller then sends the bytes inline).
   std::optional<uint64_t> allocate(uint64_t nbytes, int peer);
+  // A region of nbytes that this worker writes first (a result computed in
+  // place) and may then lend to one peer without a copy: it starts with a
+  // local hold, which releaseLocal gives back. Nothing if the arena is full.
+  std::optional<uint64_t> allocateLendable(uint64_t nbytes);
+  // Hands the lendable region at offset, of at least nbytes, to peer as if
+  // it had been allocated for it (the peer then releases it). Only once per
+  // region: returns false, changing nothing, for any other offset, a region
+  // already lent, or one too small.
+  bool lend(uint64_t offset, uint64_t nbytes, int peer);
   // The peer is done with the region at offset. Unknown offsets (a peer
   // that misbehaves) are ignored.
   void release(uint64_t offset, int peer);
@@ -60,6 +69,8 @@ class LocalArena {
   // A view retained with retainReturned is freed.
   void releaseLocal(uint64_t region);
   uint64_t bytesInUse() const;
+  // How many regions lend() has handed to peers.
+  uint64_t numLends() const;
 
  private:
   struct Region {
@@ -67,9 +78,14 @@ class LocalArena {
     int peer = -1;  // the peer it was sent to
     bool peer_holds = true;
     int local_holds = 0;
+    bool lendable = false;  // allocateLendable, not lent yet
   };
 
   LocalArena(ArenaInfo info, char* base) : info_(info), base_(base) {}
+  // Takes a first-fit free range of size bytes for region; with mu_ held
+  // (by held).
+  std::optional<uint64_t> take(const std::lock_guard<std::mutex>& held, uint64_t size,
+                               Region region);
   // Frees the region at it if nobody holds it any more.
   void freeIfUnheld(std::map<uint64_t, Region>::iterator it);
   void freeRegion(uint64_t offset, uint64_t size);
@@ -79,6 +95,7 @@ class LocalArena {
   mutable std::mutex mu_;
   std::map<uint64_t, uint64_t> free_;  // offset -> size, coalesced
   std::map<uint64_t, Region> used_;    // by offset
+  uint64_t num_lends_ = 0;
 };
 
 // A peer's arena mapped into this process. Tensors received from the peer

@@ -126,6 +126,18 @@ void Transport::send(int rank, const Message& message) {
   }
 }
 
+at::Tensor Transport::emptyLendable(int rank, c10::IntArrayRef sizes, c10::ScalarType dtype) {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rank < 0 || rank >= static_cast<int>(peers_.size()) || closing_) {
+      return {};
+    }
+    conn = peers_[rank]->conn;
+  }
+  return conn ? conn->arena().emptyLendable(sizes, dtype) : at::Tensor();
+}
+
 void Transport::sendFailed(int rank, Connection& conn, const std::runtime_error& error) {
   conn.close();  // its reader reports the loss to on_peer_lost
   throw DistNetworkError("cannot send to " + describe(rank) + ": " + error.what());

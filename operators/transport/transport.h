@@ -88,6 +88,12 @@ class Transport {
   // started are send()'s.
   bool trySend(int rank, const Message& message);
 
+  // A tensor for a result to be sent to rank, computed in this worker's
+  // arena so that its frame lends it instead of copying it (see
+  // ArenaChannel::emptyLendable). Undefined if rank does not share this
+  // machine's memory, has no open connection, or the tensor is small.
+  at::Tensor emptyLendable(int rank, c10::IntArrayRef sizes, c10::ScalarType dtype);
+
   // Connects to rank if no connection is open, as send() would (same
   // errors): a worker that is gone is then known to be lost.
   void connectTo(int rank) { connectionTo(rank); }
@@ -98,6 +104,8 @@ class Transport {
 
   // Bytes of this worker's arena held by peers (0 without an arena).
   uint64_t sharedMemoryInUse() const { return arena_ ? arena_->bytesInUse() : 0; }
+  // Tensors sent from this worker's arena without a copy (emptyLendable).
+  uint64_t sharedMemoryLends() const { return arena_ ? arena_->numLends() : 0; }
 
   // Tells every connected peer that this worker is closing its connections.
   void sayGoodbye();

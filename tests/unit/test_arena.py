@@ -144,6 +144,54 @@ def test_lost_peer_with_views_sent_back(arena):
     assert arena.bytes_in_use() == 0
 
 
+def test_lendable_region_is_held_here_until_lent(arena):
+    region = arena.allocate_lendable(PAGE + 1)
+    assert region == PAGE and arena.bytes_in_use() == 2 * PAGE
+    # Not held by any peer yet: a peer's release does not free it.
+    arena.release(region, PEER)
+    arena.release_all(PEER)
+    assert arena.bytes_in_use() == 2 * PAGE
+    arena.release_local(region)
+    assert arena.bytes_in_use() == 0 and arena.num_lends() == 0
+
+
+@pytest.mark.parametrize("local_first", [True, False])
+def test_lent_region_is_free_once_both_sides_let_go(arena, local_first):
+    region = arena.allocate_lendable(2 * PAGE)
+    assert arena.lend(region, 2 * PAGE, PEER)
+    assert arena.num_lends() == 1
+    # The peer holds it as a region sent to it: views of it come back.
+    assert arena.retain_returned(region, 8, PEER) == region
+    arena.release_local(region)
+    if local_first:
+        arena.release_local(region)
+        assert arena.bytes_in_use() == 2 * PAGE
+        arena.release(region, PEER)
+    else:
+        arena.release(region, PEER)
+        assert arena.bytes_in_use() == 2 * PAGE
+        arena.release_local(region)
+    assert arena.bytes_in_use() == 0
+    assert arena.allocate(PAGE, PEER) == region
+
+
+def test_a_region_is_lent_once_and_whole(arena):
+    lendable = arena.allocate_lendable(PAGE)
+    sent = arena.allocate(PAGE, PEER)
+    assert not arena.lend(lendable, PAGE + 1, PEER)  # larger than the region
+    assert not arena.lend(lendable + 8, 8, PEER)  # not where it starts
+    assert not arena.lend(sent, PAGE, OTHER_PEER)  # allocated for a message
+    assert not arena.lend(5 * PAGE, PAGE, PEER)  # free space
+    assert arena.lend(lendable, 100, PEER)
+    assert not arena.lend(lendable, 100, OTHER_PEER)  # lent already
+    assert arena.num_lends() == 1
+    arena.release(lendable, OTHER_PEER)  # not its holder: ignored
+    arena.release_local(lendable)
+    assert arena.bytes_in_use() == 2 * PAGE
+    arena.release_all(PEER)  # the peer is lost
+    assert arena.bytes_in_use() == 0
+
+
 def test_peer_mapping_shares_the_bytes(arena):
     region = arena.allocate(PAGE, PEER)
     arena.write(region, b"distgrad")

@@ -313,7 +313,9 @@ def debug_info():
     """Counters of this worker's RPC agent: ``num_pending_calls`` (calls from
     here awaiting their reply), ``num_active_requests`` (calls being served
     here), ``shared_memory_bytes_in_use`` (bytes of this worker's shared
-    memory arena that tensors on other workers still use), and of its RRefs:
+    memory arena that tensors on other workers still use),
+    ``num_results_sent_in_place`` (results of builtin operators computed in
+    that arena and sent from there without a copy), and of its RRefs:
     ``num_owner_rrefs`` (values alive here), ``num_user_rrefs`` (references
     held here to values owned elsewhere), ``num_forks`` (references other
     workers hold to values owned here) and ``num_pending_forks`` (references

@@ -42,6 +42,9 @@ def wide(dtype=torch.float32):
 COMPUTED_IN_PLACE = {
     "mul": (torch.mul, lambda: (torch.randn(LARGE), 3), {}, 1),
     "add_promotes_int_to_float": (torch.add, lambda: (torch.arange(LARGE), 1.5), {}, 1),
+    "div_of_ints_is_float": (torch.div, lambda: (torch.arange(LARGE), 3), {}, 1),
+    "remainder_by_a_scalar": (torch.remainder, lambda: (torch.randn(LARGE) * 10, 2.5), {}, 1),
+    "mul_of_two_tensors": (torch.mul, lambda: (torch.randn(LARGE), torch.randn(LARGE)), {}, 1),
     "mm": (torch.mm, lambda: (torch.randn(512, 256), torch.randn(256, 512)), {}, 1),
     "cat_of_a_list": (torch.cat, lambda: ([torch.randn(LARGE // 2), torch.randn(LARGE // 2)],), {}, 1),
     "max_two_results": (torch.max, lambda: (wide(), 0), {}, 2),

@@ -6,10 +6,11 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_strided.h>
 #include <torch/csrc/jit/runtime/operator.h>
 
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <unordered_map>
 
 namespace distgrad::rpc {
@@ -67,9 +68,9 @@ bool hasKernelFor(const c10::FunctionSchema& schema, c10::DispatchKey key) {
 }
 
 // An operator whose results can be preallocated: aten's (their overloads are
-// never unregistered, so the cache below cannot outlive what it holds), no
+// never unregistered, so the caches below cannot outlive what they hold), no
 // alias or mutation, tensors returned, not random (a failed out= run must
-// not draw numbers twice).
+// not draw numbers twice), results whose sizes do not depend on the data.
 bool isPlainFunctional(const torch::jit::Operator& op) {
   const auto& schema = op.schema();
   if (!op.isC10Op() || schema.name().rfind("aten::", 0) != 0 || schema.hasAnyAliasInfo() ||
@@ -82,7 +83,8 @@ bool isPlainFunctional(const torch::jit::Operator& op) {
     }
   }
   for (const auto& tag : op.getTags()) {
-    if (tag == at::Tag::nondeterministic_seeded) {
+    if (tag == at::Tag::nondeterministic_seeded || tag == at::Tag::dynamic_output_shape ||
+        tag == at::Tag::data_dependent_output) {
       return false;
     }
   }
@@ -188,15 +190,18 @@ const OutPlan& cachedPlanFor(const torch::jit::Operator& op) {
   return plans.emplace(name, std::move(plan)).first->second;
 }
 
-// The argument as the meta kernel takes it: dense CPU tensors become meta
-// tensors of the same sizes, strides and dtype (their bytes are added to
-// tensor_bytes), lists of them lists of those, other values stay. False for
-// what the out= form does not run (see runIntoAllocated).
-bool toMeta(const c10::IValue& value, c10::IValue& meta, size_t& tensor_bytes) {
+// What sizes a call's results: the operator, and for each argument the
+// dtype and sizes of its tensors, the kind of a Scalar (its value changes no
+// size or dtype: type promotion only asks whether it is a bool, an integer,
+// a float or a complex) and any other value itself (dims, sizes, dtypes).
+// Appends to key and adds the tensors' bytes to tensor_bytes; false for an
+// argument the out= form does not take (see runIntoAllocated).
+bool appendSignature(const c10::IValue& value, const c10::Argument& argument, std::string& key,
+                     size_t& tensor_bytes) {
   if (value.isTensor()) {
     const at::Tensor& t = value.toTensor();
     if (!t.defined()) {
-      meta = value;
+      key += "U;";
       return true;
     }
     if (!t.device().is_cpu() || t.layout() != c10::kStrided || t.is_quantized() ||
@@ -204,28 +209,103 @@ bool toMeta(const c10::IValue& value, c10::IValue& meta, size_t& tensor_bytes) {
       return false;
     }
     tensor_bytes += t.nbytes();
-    meta = at::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kMeta));
+    key += c10::toString(t.scalar_type());
+    for (int64_t size : t.sizes()) {
+      key += ',';
+      key += std::to_string(size);
+    }
+    key += ';';
     return true;
   }
-  if (!mayHoldTensors(value.type())) {
-    meta = value;
+  const auto& type = argument.type();
+  const bool scalar = type->kind() == c10::TypeKind::NumberType ||
+                      (type->kind() == c10::TypeKind::OptionalType &&
+                       type->containedType(0)->kind() == c10::TypeKind::NumberType);
+  if (scalar) {
+    key += value.isNone() ? "N;" : value.isBool() ? "b;" : value.isInt() ? "i;"
+         : value.isDouble() ? "d;" : "c;";
     return true;
   }
-  if (!value.isList()) {
+  if (value.isTensorList() || (value.isList() && mayHoldTensors(value.type()))) {
+    for (const c10::IValue& element : value.toListRef()) {
+      if (!element.isNone() && !element.isTensor()) {
+        return false;
+      }
+      if (!appendSignature(element, argument, key, tensor_bytes)) {
+        return false;
+      }
+    }
+    key += '|';
+    return true;
+  }
+  if (mayHoldTensors(value.type())) {
     return false;  // tuples, dicts, objects holding tensors
   }
-  c10::List<c10::IValue> list = value.toList();
-  c10::impl::GenericList converted(list.elementType());
-  converted.reserve(list.size());
-  for (const c10::IValue& element : list) {
-    c10::IValue m;
-    if (!toMeta(element, m, tensor_bytes)) {
+  std::ostringstream repr;
+  repr << value;
+  key += repr.str();
+  key += ';';
+  return true;
+}
+
+// The results a call signature produced the first time: their dtypes and
+// sizes, or nothing to preallocate (the out= run failed, or a result was
+// not a tensor). Bounded: forgotten all at once when full, so that calls of
+// ever new shapes cannot grow it.
+struct ResultShape {
+  c10::ScalarType dtype;
+  std::vector<int64_t> sizes;
+};
+
+class LearnedResults {
+ public:
+  static constexpr size_t kMaxSignatures = 4096;
+
+  // False if signature is unknown; else shapes is what it learned.
+  bool find(const std::string& signature, std::optional<std::vector<ResultShape>>& shapes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = learned_.find(signature);
+    if (it == learned_.end()) {
       return false;
     }
-    converted.push_back(std::move(m));
+    shapes = it->second;
+    return true;
   }
-  meta = std::move(converted);
-  return true;
+  void learn(const std::string& signature, std::optional<std::vector<ResultShape>> shapes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (learned_.size() >= kMaxSignatures) {
+      learned_.clear();
+    }
+    learned_[signature] = std::move(shapes);
+  }
+
+ private:
+  std::mutex mu_;  // guards learned_
+  std::unordered_map<std::string, std::optional<std::vector<ResultShape>>> learned_;
+};
+
+LearnedResults& learnedResults() {
+  static LearnedResults learned;
+  return learned;
+}
+
+// The shapes of the results op left on stack, or nothing if one is not a
+// defined tensor.
+std::optional<std::vector<ResultShape>> resultShapes(const torch::jit::Operator& op,
+                                                     const torch::jit::Stack& stack) {
+  const size_t num_results = op.schema().returns().size();
+  if (stack.size() < num_results) {
+    return std::nullopt;
+  }
+  std::vector<ResultShape> shapes;
+  for (size_t i = stack.size() - num_results; i < stack.size(); ++i) {
+    if (!stack[i].isTensor() || !stack[i].toTensor().defined()) {
+      return std::nullopt;
+    }
+    const at::Tensor& t = stack[i].toTensor();
+    shapes.push_back({t.scalar_type(), t.sizes().vec()});
+  }
+  return shapes;
 }
 
 }  // namespace
@@ -233,51 +313,43 @@ bool toMeta(const c10::IValue& value, c10::IValue& meta, size_t& tensor_bytes) {
 bool runIntoAllocated(const torch::jit::Operator& op, torch::jit::Stack& stack,
                       const ResultAllocator& allocate) {
   const OutPlan& plan = cachedPlanFor(op);
-  if (!plan.out) {
+  const auto& arguments = op.schema().arguments();
+  if (!plan.out || stack.size() != arguments.size()) {
     return false;
   }
-  torch::jit::Stack meta_stack;
-  meta_stack.reserve(stack.size());
+  std::string signature = c10::toString(op.schema().operator_name());
+  signature += '(';
   size_t tensor_bytes = 0;
-  for (const auto& value : stack) {
-    c10::IValue meta;
-    if (!toMeta(value, meta, tensor_bytes)) {
+  for (size_t i = 0; i < stack.size(); ++i) {
+    if (!appendSignature(stack[i], arguments[i], signature, tensor_bytes)) {
       return false;
     }
-    meta_stack.push_back(std::move(meta));
   }
   if (tensor_bytes < kMaxReaderInputBytes) {
     return false;
   }
-  try {
-    op.getOperation()(meta_stack);
-  } catch (const std::exception&) {
-    return false;  // no meta kernel, or one that depends on the data
+  std::optional<std::vector<ResultShape>> shapes;
+  if (!learnedResults().find(signature, shapes)) {
+    // First of its kind: runs as usual, and tells the next ones what to
+    // allocate.
+    op.getOperation()(stack);
+    learnedResults().learn(signature, resultShapes(op, stack));
+    return true;
   }
-  const size_t num_results = op.schema().returns().size();
-  if (meta_stack.size() < num_results) {
-    return false;
+  if (!shapes) {
+    op.getOperation()(stack);
+    return true;
   }
   std::vector<at::Tensor> results;
-  results.reserve(num_results);
-  bool allocated_any = false;
-  for (size_t i = meta_stack.size() - num_results; i < meta_stack.size(); ++i) {
-    if (!meta_stack[i].isTensor() || !meta_stack[i].toTensor().defined()) {
-      return false;
-    }
-    const at::Tensor& meta = meta_stack[i].toTensor();
-    at::Tensor result = allocate(meta.sizes(), meta.scalar_type());
-    if (result.defined()) {
-      allocated_any = true;
-    } else {
-      result = at::empty(meta.sizes(), at::TensorOptions().dtype(meta.scalar_type()));
+  results.reserve(shapes->size());
+  for (const auto& shape : *shapes) {
+    at::Tensor result = allocate(shape.sizes, shape.dtype);
+    if (!result.defined()) {
+      result = at::empty(shape.sizes, at::TensorOptions().dtype(shape.dtype));
     }
     results.push_back(std::move(result));
   }
-  if (!allocated_any) {
-    return false;
-  }
-  torch::jit::Stack arguments = stack;  // for op itself, should the out= run fail
+  torch::jit::Stack original = stack;  // for op itself, should the out= run fail
   for (size_t position : plan.wrapped) {
     stack[position] = at::native::wrapped_scalar_tensor(stack[position].toScalar());
   }
@@ -287,7 +359,8 @@ bool runIntoAllocated(const torch::jit::Operator& op, torch::jit::Stack& stack,
   try {
     plan.out->getOperation()(stack);
   } catch (const std::exception&) {
-    stack = std::move(arguments);
+    learnedResults().learn(signature, std::nullopt);
+    stack = std::move(original);
     op.getOperation()(stack);
   }
   return true;

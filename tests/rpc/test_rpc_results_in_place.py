@@ -1,9 +1,11 @@
 """A builtin operator called with large tensors by a worker on the same
 machine computes its results straight into the callee's shared memory
 arena, through its out= overload, and the reply lends those regions to the
-caller instead of copying them (rpc/out_variant.h). What the caller gets is
-exactly what the operator returns locally; whatever cannot run that way
-(aliasing, random or autograd-recorded calls, operators without a meta
+caller instead of copying them (rpc/out_variant.h). The first call of a
+signature (operator, argument shapes and dtypes) runs as before and tells
+the next ones what to allocate. What the caller gets is exactly what the
+operator returns locally; whatever cannot run that way (aliasing, random,
+data-dependent or autograd-recorded calls, operators without a CPU out=
 kernel, RRef values) runs as before. ``num_results_sent_in_place`` in
 ``rpc.debug_info()`` counts the lent results."""
 
@@ -57,6 +59,7 @@ COMPUTED_IN_PLACE = {
 @pytest.mark.parametrize("name", COMPUTED_IN_PLACE)
 def test_result_computed_in_place_equals_the_operator_s_own(name):
     op, make_args, kwargs, num_lent = COMPUTED_IN_PLACE[name]
+    rpc.rpc_sync("worker1", op, make_args(), kwargs)  # learns the results' shapes
     args = make_args()
     before = lent()
     result = rpc.rpc_sync("worker1", op, args, kwargs)
@@ -69,8 +72,27 @@ def test_result_computed_in_place_equals_the_operator_s_own(name):
     wait_for(all_regions_back, 5, "every arena region to be released")
 
 
+def test_the_first_call_of_a_signature_copies_and_the_next_ones_lend():
+    for shape in [(LARGE + 1024,), (LARGE + 2048,), (4, LARGE // 4 + 1)]:
+        t = torch.randn(shape)
+        before = lent()
+        assert_same(rpc.rpc_sync("worker1", torch.mul, (t, 2)), t * 2)
+        assert lent() == before
+        for i in range(3):
+            assert_same(rpc.rpc_sync("worker1", torch.mul, (t, 2)), t * 2)
+            assert lent() == before + i + 1
+    # Another dtype is another signature.
+    t = torch.randn(LARGE + 1024).double()
+    before = lent()
+    rpc.rpc_sync("worker1", torch.mul, (t, 2))
+    assert_same(rpc.rpc_sync("worker1", torch.mul, (t, 2)), t * 2)
+    assert lent() == before + 1
+    wait_for(all_regions_back, 5, "every arena region to be released")
+
+
 def test_lent_result_is_the_caller_s_own():
     t = torch.ones(LARGE)
+    rpc.rpc_sync("worker1", torch.mul, (t, 2))
     result = rpc.rpc_sync("worker1", torch.mul, (t, 2))
     result.add_(1.0)
     assert torch.equal(result, torch.full((LARGE,), 3.0))
@@ -95,7 +117,7 @@ NOT_IN_PLACE = {
     "random": (torch.bernoulli, lambda: (torch.zeros(LARGE),)),
     # aten::where.ScalarOther has no out= overload.
     "no_out_overload": (torch.where, lambda: (torch.randn(LARGE) > 0, torch.randn(LARGE), 0.5)),
-    # No meta kernel can size what depends on the data.
+    # Its result's size depends on the data (dynamic_output_shape).
     "data_dependent_size": (torch.nonzero, lambda: (torch.randn(LARGE) > 0,)),
     # Small inputs run on the reader, without a meta run.
     "small_inputs": (torch.mul, lambda: (torch.randn(100), 2)),
@@ -107,23 +129,25 @@ NOT_IN_PLACE = {
 @pytest.mark.parametrize("name", NOT_IN_PLACE)
 def test_calls_that_do_not_compute_in_place(name):
     op, make_args = NOT_IN_PLACE[name]
-    args = make_args()
     before = lent()
-    result = rpc.rpc_sync("worker1", op, args)
-    assert_same(result, op(*args).contiguous())
+    for _ in range(3):
+        args = make_args()
+        assert_same(rpc.rpc_sync("worker1", op, args), op(*args).contiguous())
     assert lent() == before
 
 
 def test_a_python_function_s_result_is_copied():
     before = lent()
     t = torch.randn(LARGE)
-    assert_same(rpc.rpc_sync("worker1", remote_fns.add, (t, t)), t + t)
+    for _ in range(3):
+        assert_same(rpc.rpc_sync("worker1", remote_fns.add, (t, t)), t + t)
     assert lent() == before
 
 
 def test_an_rref_value_stays_out_of_the_arena():
     t = torch.randn(LARGE)
     before = lent()
+    rpc.remote("worker1", torch.mul, (t, 2)).to_here()
     rref = rpc.remote("worker1", torch.mul, (t, 2))
     assert_same(rref.to_here(), t * 2)
     wait_for(lambda: arena_in_use("worker0") == 0, 5, "worker0's request region to be released")
@@ -135,17 +159,19 @@ def test_an_rref_value_stays_out_of_the_arena():
 def test_a_call_recorded_for_autograd_runs_the_functional_operator():
     t = torch.randn(LARGE, requires_grad=True)
     before = lent()
-    with dist_autograd.context() as context_id:
-        loss = rpc.rpc_sync("worker1", torch.mul, (t, 3)).sum()
-        dist_autograd.backward(context_id, [loss])
-        assert torch.equal(dist_autograd.get_gradients(context_id)[t], torch.full((LARGE,), 3.0))
+    for _ in range(2):
+        with dist_autograd.context() as context_id:
+            loss = rpc.rpc_sync("worker1", torch.mul, (t, 3)).sum()
+            dist_autograd.backward(context_id, [loss])
+            assert torch.equal(dist_autograd.get_gradients(context_id)[t], torch.full((LARGE,), 3.0))
     assert lent() == before
 
 
 def test_an_error_is_the_operator_s_own():
     a, b = torch.randn(512, 300), torch.randn(256, 512)
     with pytest.raises(RuntimeError) as local:
-        torch.matmul(a, b)
-    with pytest.raises(RuntimeError) as remote:
-        rpc.rpc_sync("worker1", torch.matmul, (a, b))
-    assert str(local.value) in remote_message(remote)
+        torch.mm(a, b)
+    for _ in range(2):
+        with pytest.raises(RuntimeError) as remote:
+            rpc.rpc_sync("worker1", torch.mm, (a, b))
+        assert str(local.value) in remote_message(remote)

@@ -55,7 +55,8 @@ ASAN_LIB := $(ASAN_BUILD)/lib
 # About 2.5 minutes on two cores; ASAN_TESTS="tests jit_tests" runs everything.
 ASAN_TESTS ?= $(addprefix tests/rpc/test_,$(addsuffix .py,\
 	rpc_funcs rpc_tensors rpc_shared_memory rpc_handshake rpc_message_limit rpc_errors \
-	rpc_async rpc_nested rpc_sparse rpc_shutdown rpc_timeouts rpc_peer_death rref_remote)) \
+	rpc_async rpc_nested rpc_sparse rpc_shutdown rpc_timeouts rpc_peer_death rref_remote \
+	rpc_results_in_place)) \
 	$(addprefix tests/autograd/test_,$(addsuffix .py,\
 	autograd_graphs autograd_unused_results autograd_errors autograd_release autograd_context \
 	autograd_nested autograd_remote_leaves autograd_retain_graph autograd_hooks \

@@ -36,8 +36,14 @@ def all_regions_back():
     return arena_in_use("worker0") == 0 and arena_in_use("worker1") == 0
 
 
+def integers(*shape, dtype=torch.float32):
+    """Small whole numbers: sums and products of them are exact in any
+    order, so results do not depend on how many threads computed them."""
+    return torch.randint(-8, 9, shape).to(dtype)
+
+
 def wide(dtype=torch.float32):
-    return (torch.randn(16, LARGE // 16) * 100).to(dtype)
+    return integers(16, LARGE // 16, dtype=dtype)
 
 
 # (operator, arguments, keyword arguments, results lent)
@@ -47,7 +53,7 @@ COMPUTED_IN_PLACE = {
     "div_of_ints_is_float": (torch.div, lambda: (torch.arange(LARGE), 3), {}, 1),
     "remainder_by_a_scalar": (torch.remainder, lambda: (torch.randn(LARGE) * 10, 2.5), {}, 1),
     "mul_of_two_tensors": (torch.mul, lambda: (torch.randn(LARGE), torch.randn(LARGE)), {}, 1),
-    "mm": (torch.mm, lambda: (torch.randn(512, 256), torch.randn(256, 512)), {}, 1),
+    "mm": (torch.mm, lambda: (integers(512, 256), integers(256, 512)), {}, 1),
     "cat_of_a_list": (torch.cat, lambda: ([torch.randn(LARGE // 2), torch.randn(LARGE // 2)],), {}, 1),
     "max_two_results": (torch.max, lambda: (wide(), 0), {}, 2),
     "sum_keyword_dtype": (torch.sum, lambda: (wide(),), {"dim": 0, "dtype": torch.float64}, 1),
@@ -122,7 +128,7 @@ NOT_IN_PLACE = {
     # Small inputs run on the reader, without a meta run.
     "small_inputs": (torch.mul, lambda: (torch.randn(100), 2)),
     # Results below the arena's 64 KiB threshold travel inline.
-    "small_result": (torch.sum, lambda: (torch.randn(LARGE),)),
+    "small_result": (torch.sum, lambda: (integers(LARGE),)),
 }
 
 

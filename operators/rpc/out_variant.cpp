@@ -194,10 +194,9 @@ const OutPlan& cachedPlanFor(const torch::jit::Operator& op) {
 // dtype and sizes of its tensors, the kind of a Scalar (its value changes no
 // size or dtype: type promotion only asks whether it is a bool, an integer,
 // a float or a complex) and any other value itself (dims, sizes, dtypes).
-// Appends to key and adds the tensors' bytes to tensor_bytes; false for an
-// argument the out= form does not take (see runIntoAllocated).
-bool appendSignature(const c10::IValue& value, const c10::Argument& argument, std::string& key,
-                     size_t& tensor_bytes) {
+// Appends to key; false for an argument the out= form does not take (see
+// runIntoAllocated).
+bool appendSignature(const c10::IValue& value, const c10::Argument& argument, std::string& key) {
   if (value.isTensor()) {
     const at::Tensor& t = value.toTensor();
     if (!t.defined()) {
@@ -208,7 +207,6 @@ bool appendSignature(const c10::IValue& value, const c10::Argument& argument, st
         (t.requires_grad() && at::GradMode::is_enabled())) {
       return false;
     }
-    tensor_bytes += t.nbytes();
     key += c10::toString(t.scalar_type());
     for (int64_t size : t.sizes()) {
       key += ',';
@@ -231,7 +229,7 @@ bool appendSignature(const c10::IValue& value, const c10::Argument& argument, st
       if (!element.isNone() && !element.isTensor()) {
         return false;
       }
-      if (!appendSignature(element, argument, key, tensor_bytes)) {
+      if (!appendSignature(element, argument, key)) {
         return false;
       }
     }
@@ -312,6 +310,21 @@ std::optional<std::vector<ResultShape>> resultShapes(const torch::jit::Operator&
 
 bool runIntoAllocated(const torch::jit::Operator& op, torch::jit::Stack& stack,
                       const ResultAllocator& allocate) {
+  // Most builtin calls are small and served on a reader: they leave before
+  // any lookup.
+  size_t input_bytes = 0;
+  for (const auto& value : stack) {
+    if (value.isTensor()) {
+      input_bytes += value.toTensor().defined() ? value.toTensor().nbytes() : 0;
+    } else if (value.isTensorList()) {
+      for (const at::Tensor& t : value.toTensorList()) {
+        input_bytes += t.nbytes();
+      }
+    }
+  }
+  if (input_bytes < kMaxReaderInputBytes) {
+    return false;
+  }
   const OutPlan& plan = cachedPlanFor(op);
   const auto& arguments = op.schema().arguments();
   if (!plan.out || stack.size() != arguments.size()) {
@@ -319,14 +332,10 @@ bool runIntoAllocated(const torch::jit::Operator& op, torch::jit::Stack& stack,
   }
   std::string signature = c10::toString(op.schema().operator_name());
   signature += '(';
-  size_t tensor_bytes = 0;
   for (size_t i = 0; i < stack.size(); ++i) {
-    if (!appendSignature(stack[i], arguments[i], signature, tensor_bytes)) {
+    if (!appendSignature(stack[i], arguments[i], signature)) {
       return false;
     }
-  }
-  if (tensor_bytes < kMaxReaderInputBytes) {
-    return false;
   }
   std::optional<std::vector<ResultShape>> shapes;
   if (!learnedResults().find(signature, shapes)) {

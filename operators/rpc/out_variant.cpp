@@ -311,14 +311,25 @@ std::optional<std::vector<ResultShape>> resultShapes(const torch::jit::Operator&
 bool runIntoAllocated(const torch::jit::Operator& op, torch::jit::Stack& stack,
                       const ResultAllocator& allocate) {
   // Most builtin calls are small and served on a reader: they leave before
-  // any lookup.
+  // any lookup. Only dense tensors run into allocated results (a sparse
+  // tensor has no nbytes either).
   size_t input_bytes = 0;
+  auto add = [&](const at::Tensor& t) {
+    if (t.defined() && t.layout() != c10::kStrided) {
+      return false;
+    }
+    input_bytes += t.defined() ? t.nbytes() : 0;
+    return true;
+  };
   for (const auto& value : stack) {
-    if (value.isTensor()) {
-      input_bytes += value.toTensor().defined() ? value.toTensor().nbytes() : 0;
-    } else if (value.isTensorList()) {
+    if (value.isTensor() && !add(value.toTensor())) {
+      return false;
+    }
+    if (value.isTensorList()) {
       for (const at::Tensor& t : value.toTensorList()) {
-        input_bytes += t.nbytes();
+        if (!add(t)) {
+          return false;
+        }
       }
     }
   }

@@ -238,7 +238,7 @@ def scripted_shard(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.T
     return torch.relu(torch.addmm(b, x, w))
 
 
-def test_the_autodiff_node_of_a_scripted_function_runs_on_the_reader(context):
+def test_the_autodiff_node_of_a_scripted_function_runs_on_the_reader():
     x = torch.ones(2, 3)
     w = torch.full((3, 2), 0.5, requires_grad=True)
     b = torch.full((2,), -1.0, requires_grad=True)
@@ -247,15 +247,24 @@ def test_the_autodiff_node_of_a_scripted_function_runs_on_the_reader(context):
     for _ in range(3):
         scripted_shard(x, w, b).sum().backward()
     w.grad = b.grad = None
-    sent = scripted_shard(x, w, b)
-    assert "DifferentiableGraphBackward" in sent.grad_fn.name()
-    context.record_send([sent], peer=0, message_id=42)
-    p = _unit.BackwardPass(context, PASS_ID, rank=1)
-    task = p.run_from_send_node(42, grads=[torch.ones(2, 2)])
-    assert task.done() and p.pending_offloads() == 0
-    # relu(1.5 - 1) passes the gradient: dw = x^T @ ones, db = column sums.
-    torch.testing.assert_close(grad_of(context, w), torch.full((3, 2), 2.0))
-    torch.testing.assert_close(grad_of(context, b), torch.full((2,), 2.0))
+    # A pass that outlasts the reader's 200 µs budget is offloaded whatever
+    # its nodes (a slow machine, a sanitizer build): the node counts as
+    # builtin if some pass ends on the reader; one that does not never would.
+    for attempt in range(5):
+        context = _unit.Context(CONTEXT_ID + 1 + attempt)
+        sent = scripted_shard(x, w, b)
+        assert "DifferentiableGraphBackward" in sent.grad_fn.name()
+        context.record_send([sent], peer=0, message_id=42)
+        p = _unit.BackwardPass(context, PASS_ID, rank=1)
+        task = p.run_from_send_node(42, grads=[torch.ones(2, 2)])
+        on_the_reader = task.done() and p.pending_offloads() == 0
+        finish(p)
+        # relu(1.5 - 1) passes the gradient: dw = x^T @ ones, db = column sums.
+        torch.testing.assert_close(grad_of(context, w), torch.full((3, 2), 2.0))
+        torch.testing.assert_close(grad_of(context, b), torch.full((2,), 2.0))
+        if on_the_reader:
+            return
+    pytest.fail("every pass through the autodiff node was offloaded to the pool")
 
 
 # Errors.

@@ -1,6 +1,7 @@
 #include "testing/unit_bindings.h"
 
 #include "transport/connection.h"
+#include "transport/poll_window.h"
 
 #include <unistd.h>
 
@@ -12,6 +13,7 @@ namespace py = pybind11;
 using transport::Connection;
 using transport::FrameLimits;
 using transport::Message;
+using transport::PollWindow;
 
 namespace {
 
@@ -77,7 +79,15 @@ void initConnectionBindings(py::module& m) {
              return py::make_tuple(message.type, message.id, py::bytes(message.meta),
                                    message.tensors);
            })
-      .def("close", &Connection::close);
+      .def("close", &Connection::close)
+      .def_property_readonly("poll_window_us",
+                             [](const Connection& c) { return c.pollWindow().count(); });
+
+  py::class_<PollWindow>(m, "PollWindow")
+      .def(py::init<>())
+      .def_property_readonly("current_us", [](const PollWindow& w) { return w.current().count(); })
+      .def("caught", &PollWindow::caught)
+      .def("ran_out", &PollWindow::ranOut);
 }
 
 }  // namespace distgrad::testing

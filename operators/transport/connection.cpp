@@ -145,12 +145,15 @@ size_t Connection::recvSome(char* data, size_t n) {
   // moment before the reader gives up: a short task of the pool (a small
   // Python call) then ends while it polls for the next request.
   using Clock = std::chrono::steady_clock;
-  constexpr auto kPollFor = std::chrono::microseconds(100);
   constexpr auto kRefusedFor = std::chrono::microseconds(20);
-  auto now = Clock::now();
-  const auto until = now + kPollFor;
+  const auto start = Clock::now();
+  const auto until = start + poll_window_.current();
   std::optional<Clock::time_point> refused_since;
-  for (; now < until; now = Clock::now()) {
+  for (auto now = start;; now = Clock::now()) {
+    if (now >= until) {
+      poll_window_.ranOut();
+      break;
+    }
     if (may_poll_ && !may_poll_(last_type_)) {
       if (!refused_since) {
         refused_since = now;
@@ -162,6 +165,9 @@ size_t Connection::recvSome(char* data, size_t n) {
     }
     ssize_t got = ::recv(fd_, data, n, MSG_DONTWAIT);
     if (got >= 0) {
+      if (now > start) {
+        poll_window_.caught();
+      }
       return static_cast<size_t>(got);
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {

@@ -3,6 +3,7 @@
 #include "transport/arena_channel.h"
 #include "transport/frame.h"
 #include "transport/message.h"
+#include "transport/poll_window.h"
 #include "transport/shared_arena.h"
 
 #include <atomic>
@@ -29,11 +30,12 @@ class ReceiveTimeout : public std::runtime_error {
 // a blocked receive() or send() return with an error.
 class Connection {
  public:
-  // Whether the reader may poll the socket for a short while before blocking,
-  // given the type of the last frame it received (0 before the first); asked
-  // at every poll, null: always. Polling saves the wakeup of a blocking read,
-  // but only pays when a frame is due and no other thread of ours needs the
-  // CPU; the reader blocks once the gate has refused for 20 µs on end.
+  // Whether the reader may poll the socket before blocking, given the type
+  // of the last frame it received (0 before the first); asked at every poll,
+  // null: always. Polling saves the wakeup of a blocking read, but only pays
+  // when a frame is due and no other thread of ours needs the CPU; the
+  // reader blocks once the gate has refused for 20 µs on end, or once its
+  // PollWindow has passed.
   using PollGate = std::function<bool(uint16_t last_type)>;
 
   // Takes ownership of a connected socket and sets TCP_NODELAY on it.
@@ -79,6 +81,9 @@ class Connection {
 
   const std::string& peerAddress() const { return peer_address_; }
 
+  // How long the reader polls now (see PollWindow).
+  std::chrono::microseconds pollWindow() const { return poll_window_.current(); }
+
  private:
   // Reads exactly n bytes; returns false if the stream ended before the first
   // byte and may_end is true. Small reads are served from read_buffer_, so
@@ -99,6 +104,7 @@ class Connection {
   const std::string peer_address_;
   const PollGate may_poll_;
   uint16_t last_type_ = 0;  // of the last frame received; only the reader touches it
+  PollWindow poll_window_;  // only the reader touches it
   FrameLimits peer_limits_;
   double frame_stall_timeout_seconds_ = 0;  // see setFrameStallTimeout
   std::mutex write_mu_;  // serializes whole frames written by send()

@@ -246,6 +246,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // How many of pending_ go to each rank; written under pending_mu_, read
   // without it by the readers' poll gates.
   std::unique_ptr<std::atomic<int>[]> pending_by_peer_;
+  // How many requests of each rank are being served (from onRequest to
+  // respond); read by the readers' poll gates.
+  std::unique_ptr<std::atomic<int>[]> serving_by_peer_;
   std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines_;
   std::unordered_map<int, std::string> lost_peers_;
   bool stopping_ = false;

@@ -86,8 +86,9 @@ void initConnectionBindings(py::module& m) {
   py::class_<PollWindow>(m, "PollWindow")
       .def(py::init<>())
       .def_property_readonly("current_us", [](const PollWindow& w) { return w.current().count(); })
-      .def("caught", &PollWindow::caught)
-      .def("ran_out", &PollWindow::ranOut);
+      .def("frame_after_us", [](PollWindow& w, int64_t waited) {
+        w.frameAfter(std::chrono::microseconds(waited));
+      });
 }
 
 }  // namespace distgrad::testing

@@ -149,11 +149,7 @@ size_t Connection::recvSome(char* data, size_t n) {
   const auto start = Clock::now();
   const auto until = start + poll_window_.current();
   std::optional<Clock::time_point> refused_since;
-  for (auto now = start;; now = Clock::now()) {
-    if (now >= until) {
-      poll_window_.ranOut();
-      break;
-    }
+  for (auto now = start; now < until; now = Clock::now()) {
     if (may_poll_ && !may_poll_(last_type_)) {
       if (!refused_since) {
         refused_since = now;
@@ -166,7 +162,7 @@ size_t Connection::recvSome(char* data, size_t n) {
     ssize_t got = ::recv(fd_, data, n, MSG_DONTWAIT);
     if (got >= 0) {
       if (now > start) {
-        poll_window_.caught();
+        poll_window_.frameAfter(std::chrono::duration_cast<std::chrono::microseconds>(now - start));
       }
       return static_cast<size_t>(got);
     }
@@ -178,6 +174,8 @@ size_t Connection::recvSome(char* data, size_t n) {
   while (true) {
     ssize_t got = ::recv(fd_, data, n, 0);
     if (got >= 0) {
+      poll_window_.frameAfter(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
       return static_cast<size_t>(got);
     }
     if (errno == EINTR) {

@@ -5,19 +5,21 @@
 
 namespace distgrad::transport {
 
-// How long a reader polls its socket before it blocks, learned from how its
-// last polls ended.
+// How long a reader polls its socket before it blocks, learned from how long
+// its frames took to come.
 //
 // Why: a poll that catches its frame saves a blocking read's wakeup (on a VM
 // whose idle cores halt, 40-90 µs of CPU and as much latency); a poll that
 // runs out costs its whole window in CPU that other threads may need. How
-// long a frame takes to come depends on what the peer does with the last
-// one: a small builtin call is answered in 20-40 µs, a Python call in
-// 100-200 µs (its pool thread has to wake), a training step's next request
-// may come milliseconds later. So the window doubles after a poll that
-// caught a frame (up to kMax) and halves after one that ran out (down to
-// kMin): a connection whose frames come while it polls polls long enough to
-// catch the slower of them, one whose frames do not stops spending CPU.
+// long a frame takes depends on what the peer does with the last one: a
+// small builtin call is answered in 20-40 µs, a Python call in 100-250 µs
+// (the callee's pool thread has to wake), a training loop's next request
+// may come milliseconds later. So the window grows to twice the time a
+// frame took, counted from the start of the read whether the reader polled
+// or blocked for it (a frame that came after a blocking read shows how long
+// a poll would have needed: a window that ran out learns to catch the next
+// one), up to kMax; a frame that took longer than kMax says the peer is
+// slow now, and halves the window (down to kMin).
 class PollWindow {
  public:
   static constexpr std::chrono::microseconds kMin{25};
@@ -25,10 +27,12 @@ class PollWindow {
   static constexpr std::chrono::microseconds kMax{800};
 
   std::chrono::microseconds current() const { return current_; }
-  // A frame came while the reader polled.
-  void caught() { current_ = std::min(current_ * 2, kMax); }
-  // The window ended with no frame.
-  void ranOut() { current_ = std::max(current_ / 2, kMin); }
+
+  // A frame came `waited` after the read began.
+  void frameAfter(std::chrono::microseconds waited) {
+    current_ = waited > kMax ? std::max(current_ / 2, kMin)
+                             : std::max(current_, std::min(2 * waited, kMax));
+  }
 
  private:
   std::chrono::microseconds current_ = kStart;

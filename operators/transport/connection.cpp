@@ -162,7 +162,7 @@ size_t Connection::recvSome(char* data, size_t n) {
     ssize_t got = ::recv(fd_, data, n, MSG_DONTWAIT);
     if (got >= 0) {
       if (now > start) {
-        poll_window_.frameAfter(std::chrono::duration_cast<std::chrono::microseconds>(now - start));
+        poll_window_.frameAfter(now - start);
       }
       return static_cast<size_t>(got);
     }
@@ -174,8 +174,7 @@ size_t Connection::recvSome(char* data, size_t n) {
   while (true) {
     ssize_t got = ::recv(fd_, data, n, 0);
     if (got >= 0) {
-      poll_window_.frameAfter(
-          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
+      poll_window_.frameAfter(Clock::now() - start);
       return static_cast<size_t>(got);
     }
     if (errno == EINTR) {

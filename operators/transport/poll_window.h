@@ -29,9 +29,9 @@ class PollWindow {
   std::chrono::microseconds current() const { return current_; }
 
   // A frame came `waited` after the read began.
-  void frameAfter(std::chrono::microseconds waited) {
-    current_ = waited > kMax ? std::max(current_ / 2, kMin)
-                             : std::max(current_, std::min(2 * waited, kMax));
+  void frameAfter(std::chrono::steady_clock::duration waited) {
+    const auto twice = std::chrono::duration_cast<std::chrono::microseconds>(2 * waited);
+    current_ = waited > kMax ? std::max(current_ / 2, kMin) : std::max(current_, std::min(twice, kMax));
   }
 
  private:

@@ -157,6 +157,9 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
     return makePass(pass_id, retain_graph, timeout_seconds, context, root_edges, graph);
   });
   FuturePtr done = pass->runFromRoots(roots, root_edges);
+  if (auto agent = installedAgent()) {
+    agent->pollForReply(done);  // the pass ends with the answer to its last message sent
+  }
   {
     rpc::ThreadPool::WaitScope waiting;
     done->waitAndThrow();

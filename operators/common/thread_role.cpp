@@ -12,6 +12,7 @@ namespace distgrad {
 namespace {
 
 thread_local ThreadRole t_role = ThreadRole::kUser;
+thread_local bool t_role_borrowed = false;
 
 // What errors call a role, and the OS name of a thread that has it (for
 // top, perf and /proc/<pid>/task/*/comm: at most 15 characters; none for
@@ -59,6 +60,21 @@ void setCurrentThreadRole(ThreadRole role) {
   if (const char* name = namesOf(role).thread_name) {
     pthread_setname_np(pthread_self(), name);
   }
+}
+
+ThreadRoleScope::ThreadRoleScope(ThreadRole role)
+    : previous_(t_role), previous_borrowed_(t_role_borrowed) {
+  t_role = role;
+  t_role_borrowed = true;
+}
+
+ThreadRoleScope::~ThreadRoleScope() {
+  t_role = previous_;
+  t_role_borrowed = previous_borrowed_;
+}
+
+bool threadRoleIsBorrowed() {
+  return t_role_borrowed;
 }
 
 void checkNotCalledFrom(std::initializer_list<ThreadRole> roles, const char* what) {

@@ -27,6 +27,26 @@ ThreadRole currentThreadRole();
 // count as set now (torch.set_num_threads), as torch's own threads take it.
 void setCurrentThreadRole(ThreadRole role);
 
+// Gives the calling thread role until the scope ends, without renaming it:
+// a thread that does a runtime thread's work for a while (a thread waiting
+// for a reply reads its connection as the reader would) is held to that
+// thread's rules meanwhile.
+class ThreadRoleScope {
+ public:
+  explicit ThreadRoleScope(ThreadRole role);
+  ~ThreadRoleScope();
+  ThreadRoleScope(const ThreadRoleScope&) = delete;
+  ThreadRoleScope& operator=(const ThreadRoleScope&) = delete;
+
+ private:
+  const ThreadRole previous_;
+  const bool previous_borrowed_;
+};
+
+// Whether the calling thread's role is borrowed for a ThreadRoleScope, not
+// its own.
+bool threadRoleIsBorrowed();
+
 // Throws std::logic_error naming what and the role if the calling thread has
 // one of roles (a rule of the runtime is broken: a deadlock would follow).
 void checkNotCalledFrom(std::initializer_list<ThreadRole> roles, const char* what);

@@ -9,7 +9,9 @@
 namespace distgrad {
 
 Waker Waker::currentReader() {
-  if (currentThreadRole() != ThreadRole::kReader) {
+  // A thread that reads only while it waits for its own reply is not one
+  // to move: it goes back to its own work.
+  if (currentThreadRole() != ThreadRole::kReader || threadRoleIsBorrowed()) {
     return {};
   }
   // Asked at every reply a pulling wait gets: the id once per thread.

@@ -30,7 +30,8 @@ struct Waker {
   pid_t tid = 0;
   int cpu = -1;
 
-  // The calling thread, if it is a reader; otherwise nobody.
+  // The calling thread, if it is a reader thread (not a thread reading
+  // while it waits, see ThreadRoleScope); otherwise nobody.
   static Waker currentReader();
 };
 

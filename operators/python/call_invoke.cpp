@@ -22,6 +22,7 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
     py::gil_scoped_release no_gil;
     result = agent->call(dst, std::move(request), timeout);
     if (py_future.is_none()) {
+      agent->pollForReply(result);
       waitInterruptibly(result, PullWaker::kYes);
     }
   }

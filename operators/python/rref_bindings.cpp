@@ -23,6 +23,9 @@ void initRRefBindings(py::module& m) {
     {
       py::gil_scoped_release no_gil;
       rpc::FuturePtr fetched = agent->fetch(rref, timeout);
+      if (!rref->isOwner()) {
+        agent->pollForReply(fetched);
+      }
       waitInterruptibly(fetched, PullWaker::kYes);  // Ctrl-C ends the wait
       if (fetched->hasError()) {
         std::rethrow_exception(fetched->exception_ptr());

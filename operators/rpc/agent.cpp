@@ -20,6 +20,11 @@ namespace {
 std::mutex g_agent_mu;  // guards g_agent
 std::shared_ptr<Agent> g_agent;
 
+// The peer of the calling thread's last call() (and the agent it went
+// through): where the reply it may wait for next comes from.
+thread_local const Agent* t_last_call_agent = nullptr;
+thread_local int t_last_call_dst = -1;
+
 FuturePtr completedFuture(c10::IValue value) {
   auto future = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
   future->markCompleted(std::move(value));
@@ -296,7 +301,21 @@ FuturePtr Agent::call(int dst, Request request, double timeout_seconds) {
       pending->future->setError(std::current_exception());
     }
   }
+  t_last_call_agent = this;
+  t_last_call_dst = dst;
   return future;
+}
+
+void Agent::pollForReply(const FuturePtr& reply) {
+  // Each call is polled for once at most: a later wait for something else
+  // does not poll the connection of a call made long before.
+  const int dst = t_last_call_agent == this ? t_last_call_dst : -1;
+  t_last_call_agent = nullptr;
+  if (dst < 0 || dst == options_.rank || reply->completed()) {
+    return;
+  }
+  ThreadPool::WaitScope waiting;  // the reply is what the gates let readers poll for
+  transport_->pollFrames(dst, [&reply] { return !reply->completed(); });
 }
 
 RRefPtr Agent::remote(int dst, Request request, double timeout_seconds) {

@@ -125,6 +125,14 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // connection; true once sent (or dst is gone: nothing to tell).
   bool tryNotify(int dst, const Request& request);
 
+  // Before a thread blocks waiting for reply (of its last call() on this
+  // agent, or of work that ends with the reply to it): reads the frames of
+  // that call's connection itself while reply is not complete and a reader
+  // would poll (Transport::pollFrames). Saves the wakeup of the thread by
+  // the reader, which costs as much as a round trip. Returns with reply
+  // complete or not; the wait that follows is unchanged.
+  void pollForReply(const FuturePtr& reply);
+
   // remote(): sends request to dst, which keeps the result as the value of
   // the returned RRef. Returns at once; errors of the call surface when the
   // RRef is used. Invalid arguments throw here, as for call().

@@ -79,6 +79,27 @@ void initConnectionBindings(py::module& m) {
              return py::make_tuple(message.type, message.id, py::bytes(message.meta),
                                    message.tensors);
            })
+      // Polls as a thread waiting for a reply does (Connection::pollFrames)
+      // until count frames came, or the poll stops; returns the frames read,
+      // as receive() does.
+      .def(
+          "poll_frames",
+          [](Connection& c, size_t count) {
+            std::vector<Message> got;
+            {
+              py::gil_scoped_release no_gil;
+              c.pollFrames(
+                  FrameLimits(), [&] { return got.size() < count; },
+                  [&](Message&& message) { got.push_back(std::move(message)); });
+            }
+            py::list frames;
+            for (const auto& message : got) {
+              frames.append(py::make_tuple(message.type, message.id, py::bytes(message.meta),
+                                           message.tensors));
+            }
+            return frames;
+          },
+          py::arg("count"))
       .def("close", &Connection::close)
       .def_property_readonly("poll_window_us",
                              [](const Connection& c) { return c.pollWindow().count(); });

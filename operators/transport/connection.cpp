@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <thread>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -22,16 +24,37 @@ std::runtime_error socketError(const char* what) {
   return std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
 
+constexpr size_t kReadBufferSize = 64 * 1024;
+
+// An epoll instance watching fd for input; closes fd and throws if none can
+// be made (out of file descriptors).
+int epollFor(int fd) {
+  int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) {
+    auto error = socketError("epoll_create1 failed");
+    ::close(fd);
+    throw error;
+  }
+  epoll_event event{};
+  event.events = EPOLLIN;
+  ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+  return epoll_fd;
+}
+
 }  // namespace
 
 Connection::Connection(int fd, std::string peer_address, PollGate may_poll)
-    : fd_(fd), peer_address_(std::move(peer_address)), may_poll_(std::move(may_poll)) {
+    : fd_(fd),
+      epoll_fd_(epollFor(fd)),
+      peer_address_(std::move(peer_address)),
+      may_poll_(std::move(may_poll)) {
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 Connection::~Connection() {
   close();
+  ::close(epoll_fd_);
   ::close(fd_);
 }
 
@@ -42,6 +65,7 @@ void Connection::close() {
 }
 
 void Connection::setReceiveTimeout(double seconds) {
+  frame_start_timeout_ms_ = seconds > 0 ? static_cast<int>(std::ceil(seconds * 1000)) : -1;
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(seconds);
   tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
@@ -51,6 +75,7 @@ void Connection::setReceiveTimeout(double seconds) {
 void Connection::setFrameStallTimeout(double seconds) {
   setReceiveTimeout(seconds);
   frame_stall_timeout_seconds_ = seconds;
+  frame_start_timeout_ms_ = -1;  // an idle peer may send nothing for as long as it likes
 }
 
 void Connection::send(const Message& message) {
@@ -138,32 +163,149 @@ bool Connection::writeFrame(const Message& message, const std::vector<TensorPlac
   return true;
 }
 
-size_t Connection::recvSome(char* data, size_t n) {
-  // Replies tend to follow requests within tens of microseconds: polling
-  // for a short while before blocking spares the reader a wakeup, which
-  // costs as much as the round trip itself. The gate may refuse for a
-  // moment before the reader gives up: a short task of the pool (a small
-  // Python call) then ends while it polls for the next request.
-  using Clock = std::chrono::steady_clock;
+bool Connection::mayPollOn(Clock::time_point until,
+                           std::optional<Clock::time_point>& refused_since) const {
+  // The gate may refuse for a moment before polling stops: a short task of
+  // the pool (a small Python call) then ends while the reader polls for the
+  // next request.
   constexpr auto kRefusedFor = std::chrono::microseconds(20);
+  auto now = Clock::now();
+  if (now >= until) {
+    return false;
+  }
+  if (may_poll_ && !may_poll_(last_type_)) {
+    if (!refused_since) {
+      refused_since = now;
+    } else if (now - *refused_since > kRefusedFor) {
+      return false;
+    }
+  } else {
+    refused_since.reset();
+  }
+  return true;
+}
+
+bool Connection::fillAtFrameStart() {
+  if (read_begin_ < read_end_) {
+    return true;
+  }
+  if (ended_) {
+    return false;
+  }
+  read_buffer_.resize(kReadBufferSize);
+  ssize_t got = ::recv(fd_, read_buffer_.data(), read_buffer_.size(), MSG_DONTWAIT);
+  if (got > 0) {
+    read_begin_ = 0;
+    read_end_ = static_cast<size_t>(got);
+    return true;
+  }
+  if (got == 0) {
+    ended_ = true;
+    return false;
+  }
+  if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    throw socketError("receive failed");
+  }
+  return false;
+}
+
+void Connection::setReaderWakeups(bool on) {
+  epoll_event event{};
+  event.events = on ? EPOLLIN : 0;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd_, &event);
+}
+
+std::unique_lock<std::mutex> Connection::awaitFrame() {
+  // Replies tend to follow requests within tens of microseconds: polling
+  // for a short while before sleeping spares the reader a wakeup, which
+  // costs as much as the round trip itself. The baton is taken for each
+  // poll only: a thread waiting for a reply may take it in between, and
+  // the reader then sleeps (the waiter turned its wakeups off).
   const auto start = Clock::now();
   const auto until = start + poll_window_.current();
   std::optional<Clock::time_point> refused_since;
-  for (auto now = start; now < until; now = Clock::now()) {
-    if (may_poll_ && !may_poll_(last_type_)) {
-      if (!refused_since) {
-        refused_since = now;
-      } else if (now - *refused_since > kRefusedFor) {
+  bool polling = true;
+  while (true) {
+    std::unique_lock<std::mutex> baton(read_mu_, std::defer_lock);
+    if (polling) {
+      polling = baton.try_lock();
+    } else {
+      baton.lock();
+    }
+    if (baton) {
+      if (read_failure_) {
+        std::rethrow_exception(read_failure_);
+      }
+      if (fillAtFrameStart() || ended_) {
+        poll_window_.frameAfter(Clock::now() - start);
+        return baton;
+      }
+      polling = polling && mayPollOn(until, refused_since);
+      baton.unlock();
+    }
+    if (polling) {
+      std::this_thread::yield();
+      continue;
+    }
+    epoll_event event{};
+    int ready = ::epoll_wait(epoll_fd_, &event, 1, frame_start_timeout_ms_);
+    if (ready == 0) {
+      throw ReceiveTimeout();
+    }
+    if (ready < 0 && errno != EINTR) {
+      throw socketError("receive failed");
+    }
+  }
+}
+
+void Connection::pollFrames(const FrameLimits& limits, const std::function<bool()>& keep_polling,
+                            const FrameSink& deliver) {
+  std::unique_lock<std::mutex> baton(read_mu_, std::try_to_lock);
+  if (!baton || read_failure_ || ended_) {
+    return;
+  }
+  setReaderWakeups(false);
+  try {
+    auto start = Clock::now();
+    auto until = start + poll_window_.current();
+    std::optional<Clock::time_point> refused_since;
+    // Frames already buffered are read too: the reader would not wake for
+    // them (its socket has nothing more to read).
+    while (keep_polling() || read_begin_ < read_end_) {
+      if (fillAtFrameStart()) {
+        poll_window_.frameAfter(Clock::now() - start);
+        Message message;
+        readFrame(message, limits);
+        deliver(std::move(message));
+        start = Clock::now();
+        until = start + poll_window_.current();
+        refused_since.reset();
+        continue;
+      }
+      if (ended_ || !mayPollOn(until, refused_since)) {
         break;
       }
-    } else {
-      refused_since.reset();
+      std::this_thread::yield();
     }
+  } catch (...) {
+    // The reader reports it, as if it had failed itself: the shutdown
+    // wakes it, and the connection is over anyway.
+    read_failure_ = std::current_exception();
+    close();
+  }
+  baton.unlock();
+  // Bytes that came meanwhile (or the end of the stream) wake the reader.
+  setReaderWakeups(true);
+}
+
+size_t Connection::recvSome(char* data, size_t n) {
+  // The rest of a frame: polled for as the frame's start was (a large
+  // frame comes in pieces), then waited for.
+  const auto until = Clock::now() + poll_window_.current();
+  std::optional<Clock::time_point> refused_since;
+  while (mayPollOn(until, refused_since)) {
     ssize_t got = ::recv(fd_, data, n, MSG_DONTWAIT);
     if (got >= 0) {
-      if (now > start) {
-        poll_window_.frameAfter(now - start);
-      }
       return static_cast<size_t>(got);
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -174,7 +316,6 @@ size_t Connection::recvSome(char* data, size_t n) {
   while (true) {
     ssize_t got = ::recv(fd_, data, n, 0);
     if (got >= 0) {
-      poll_window_.frameAfter(Clock::now() - start);
       return static_cast<size_t>(got);
     }
     if (errno == EINTR) {
@@ -187,7 +328,7 @@ size_t Connection::recvSome(char* data, size_t n) {
   }
 }
 
-bool Connection::readExact(char* data, size_t n, bool may_end) {
+void Connection::readExact(char* data, size_t n) {
   size_t done = std::min(n, read_end_ - read_begin_);
   if (done > 0) {
     std::memcpy(data, read_buffer_.data() + read_begin_, done);
@@ -201,31 +342,24 @@ bool Connection::readExact(char* data, size_t n, bool may_end) {
       if (frame_stall_timeout_seconds_ <= 0) {
         throw;  // a handshake's own deadline
       }
-      if (may_end && done == 0) {
-        continue;  // between frames: an idle peer
-      }
       throw std::runtime_error("peer sent nothing for " +
                                std::to_string(frame_stall_timeout_seconds_) +
                                " seconds in the middle of a frame");
     }
     if (got == 0) {
-      if (may_end && done == 0) {
-        return false;
-      }
+      ended_ = true;
       throw std::runtime_error("peer closed the connection in the middle of a frame");
     }
     done += got;
   }
-  return true;
 }
 
 size_t Connection::receiveSome(char* data, size_t n) {
-  constexpr size_t kBufferSize = 64 * 1024;
-  if (n >= kBufferSize / 2) {
+  if (n >= kReadBufferSize / 2) {
     return recvSome(data, n);
   }
-  read_buffer_.resize(kBufferSize);
-  size_t got = recvSome(read_buffer_.data(), kBufferSize);
+  read_buffer_.resize(kReadBufferSize);
+  size_t got = recvSome(read_buffer_.data(), kReadBufferSize);
   read_begin_ = 0;
   read_end_ = got;
   size_t take = std::min(got, n);
@@ -235,10 +369,29 @@ size_t Connection::receiveSome(char* data, size_t n) {
 }
 
 bool Connection::receive(Message& message, const FrameLimits& limits) {
-  char header_bytes[FrameHeader::kSize];
-  if (!readExact(header_bytes, sizeof(header_bytes), /*may_end=*/true)) {
-    return false;
+  auto baton = awaitFrame();
+  if (read_begin_ == read_end_) {
+    return false;  // the end of the stream, at a frame boundary
   }
+  readFrame(message, limits);
+  return true;
+}
+
+void Connection::readFrames(const FrameLimits& limits, const FrameSink& deliver) {
+  while (true) {
+    auto baton = awaitFrame();
+    if (read_begin_ == read_end_) {
+      return;
+    }
+    Message message;
+    readFrame(message, limits);
+    deliver(std::move(message));
+  }
+}
+
+void Connection::readFrame(Message& message, const FrameLimits& limits) {
+  char header_bytes[FrameHeader::kSize];
+  readExact(header_bytes, sizeof(header_bytes));
   FrameHeader header = FrameHeader::decode(header_bytes);
   validateHeader(header, limits);
   message.type = header.type;
@@ -253,10 +406,10 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
     size_t have = message.meta.size();
     size_t next = std::min<size_t>(header.meta_len, std::max(2 * have, kMetaChunk));
     message.meta.resize(next);
-    readExact(message.meta.data() + have, next - have, false);
+    readExact(message.meta.data() + have, next - have);
   }
   std::string descriptors(header.desc_len, '\0');
-  readExact(descriptors.data(), header.desc_len, false);
+  readExact(descriptors.data(), header.desc_len);
   ArenaTensorFactory arena_tensor = [this](TensorLocation location, uint64_t offset,
                                           uint64_t nbytes, c10::IntArrayRef sizes,
                                           c10::ScalarType dtype) {
@@ -266,11 +419,10 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
   for (size_t i = 0; i < decoded.tensors.size(); ++i) {
     if (decoded.inline_data[i]) {
       auto& t = decoded.tensors[i];
-      readExact(static_cast<char*>(t.mutable_data_ptr()), t.nbytes(), false);
+      readExact(static_cast<char*>(t.mutable_data_ptr()), t.nbytes());
     }
   }
   message.tensors = std::move(decoded.tensors);
-  return true;
 }
 
 }  // namespace distgrad::transport

@@ -7,8 +7,11 @@
 #include "transport/shared_arena.h"
 
 #include <atomic>
+#include <chrono>
+#include <exception>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,11 +28,16 @@ class ReceiveTimeout : public std::runtime_error {
 // One TCP socket carrying frames in both directions.
 //
 // Threading: send() may be called from any thread; frames are written whole,
-// one at a time, under write_mu_. receive() is called by exactly one thread
-// (the connection's reader). close() may be called from any thread and makes
-// a blocked receive() or send() return with an error.
+// one at a time, under write_mu_. Frames are read by whoever holds the read
+// baton (read_mu_): the connection's reader thread (receive, readFrames), or
+// for a while a thread waiting for a reply on this connection
+// (pollFrames), which saves the reader's wakeup of that thread. close() may
+// be called from any thread and makes a blocked read or send() return with
+// an error.
 class Connection {
  public:
+  using FrameSink = std::function<void(Message&& message)>;
+
   // Whether the reader may poll the socket before blocking, given the type
   // of the last frame it received (0 before the first); asked at every poll,
   // null: always. Polling saves the wakeup of a blocking read, but only pays
@@ -57,8 +65,26 @@ class Connection {
   // Reads one frame into message. Returns false on a clean end of stream at
   // a frame boundary; throws std::runtime_error on a malformed frame (bad
   // magic/version, inconsistent or oversized lengths), a socket error, or an
-  // end of stream inside a frame.
+  // end of stream inside a frame. For the handshake and for tests: the
+  // reader thread uses readFrames.
   bool receive(Message& message, const FrameLimits& limits);
+
+  // The reader thread's loop: reads frames and hands each to deliver, in
+  // order, until the stream ends (returns) or fails (throws as receive()
+  // does, also what failed while a waiter read; see pollFrames). A frame is
+  // delivered with the baton held, so that a frame a waiter reads is
+  // delivered after the one before it.
+  void readFrames(const FrameLimits& limits, const FrameSink& deliver);
+
+  // For a thread waiting for a reply on this connection: reads frames
+  // itself and hands each to deliver (as the reader would, in order) while
+  // keep_polling() holds, polling as the reader does (its gate and window);
+  // returns once either says stop, or at once if the baton is taken (the
+  // reader is in a frame). Meanwhile the reader sleeps without being woken
+  // by the frames. A read error or an exception of deliver ends the polling
+  // and is left for the reader to report; the end of the stream too.
+  void pollFrames(const FrameLimits& limits, const std::function<bool()>& keep_polling,
+                  const FrameSink& deliver);
 
   // Bounds how long receive() may block (0 = forever); used during handshake.
   void setReceiveTimeout(double seconds);
@@ -81,15 +107,32 @@ class Connection {
 
   const std::string& peerAddress() const { return peer_address_; }
 
-  // How long the reader polls now (see PollWindow).
+  // How long the reader polls now (see PollWindow); for tests, between reads.
   std::chrono::microseconds pollWindow() const { return poll_window_.current(); }
 
  private:
-  // Reads exactly n bytes; returns false if the stream ended before the first
-  // byte and may_end is true. Small reads are served from read_buffer_, so
+  using Clock = std::chrono::steady_clock;
+
+  // Waits, polling then sleeping, until a frame's first bytes are buffered
+  // or the stream has ended (read_buffer_ empty), and returns the baton
+  // held; rethrows what failed while a waiter read. The reader's wait.
+  std::unique_lock<std::mutex> awaitFrame();
+  // With the baton: whether a frame's bytes are buffered (reading what the
+  // socket has now if none are); false if nothing came. Sets ended_ at the
+  // end of the stream.
+  bool fillAtFrameStart();
+  // Whether a reader (or waiter) whose poll window ends at until goes on
+  // polling now; refused_since tracks how long the poll gate has refused.
+  bool mayPollOn(Clock::time_point until, std::optional<Clock::time_point>& refused_since) const;
+  // Whether the reader's sleep in awaitFrame is woken by the socket
+  // becoming readable (off while a waiter reads).
+  void setReaderWakeups(bool on);
+  // With the baton, a frame's first bytes buffered: reads the frame.
+  void readFrame(Message& message, const FrameLimits& limits);
+  // Reads exactly n bytes. Small reads are served from read_buffer_, so
   // that a small frame costs one recv() rather than one per part; large
   // ones go straight to their destination.
-  bool readExact(char* data, size_t n, bool may_end);
+  void readExact(char* data, size_t n);
   // One read of at most n bytes into data, through read_buffer_ for small
   // reads; returns the byte count (0 at end of stream).
   size_t receiveSome(char* data, size_t n);
@@ -101,16 +144,25 @@ class Connection {
                   bool may_wait_to_start);
 
   const int fd_;
+  // Where the reader sleeps between frames: the socket, whose readiness a
+  // waiter turns off while it reads.
+  const int epoll_fd_;
   const std::string peer_address_;
   const PollGate may_poll_;
-  uint16_t last_type_ = 0;  // of the last frame received; only the reader touches it
-  PollWindow poll_window_;  // only the reader touches it
+  // The read baton: held to read (and deliver) a frame, and for a poll.
+  std::mutex read_mu_;
+  // Guarded by read_mu_:
+  uint16_t last_type_ = 0;  // of the last frame received
+  PollWindow poll_window_;
+  bool ended_ = false;  // the stream has ended
+  std::exception_ptr read_failure_;  // what failed while a waiter read
   FrameLimits peer_limits_;
   double frame_stall_timeout_seconds_ = 0;  // see setFrameStallTimeout
+  int frame_start_timeout_ms_ = -1;  // how long receive() waits for a frame (-1: forever)
   std::mutex write_mu_;  // serializes whole frames written by send()
   std::atomic<bool> closed_{false};
   ArenaChannel arena_;
-  // Bytes received but not consumed yet; only the reader thread touches them.
+  // Bytes received but not consumed yet; guarded by read_mu_.
   std::vector<char> read_buffer_;
   size_t read_begin_ = 0;
   size_t read_end_ = 0;

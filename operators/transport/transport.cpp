@@ -301,7 +301,7 @@ bool Transport::startReader(std::shared_ptr<Connection> conn, int rank, bool ado
     conn->close();
     return false;
   }
-  auto reader = std::make_unique<Reader>();
+  auto reader = std::make_shared<Reader>();
   Reader* raw = reader.get();
   reader->conn = conn;
   try {
@@ -321,7 +321,6 @@ void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
   setCurrentThreadRole(ThreadRole::kReader);
   Connection& conn = *reader->conn;
   std::string failure;
-  bool goodbye = false;
   if (adopt_first && !adopt(rank, reader->conn)) {
     conn.close();
     reader->done = true;
@@ -331,24 +330,18 @@ void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
   // which ends its handshake. One that ends before it was given up by the
   // connector (its handshake deadline passed while we were slow, e.g.
   // stopped): the peer itself is not lost.
-  bool handshake_finished = !adopt_first;
+  if (!adopt_first) {
+    reader->handshake_finished = true;
+  }
   try {
-    Message message;
-    while (conn.receive(message, options_.limits)) {
-      handshake_finished = true;
-      if (message.type == kGoodbye) {
-        goodbye = true;
-      } else if (message.type >= Message::kFirstUserType) {
-        on_message_(rank, std::move(message));
-        message = Message();
-      } else {
-        onControlFrame(rank, conn, message);
-      }
-    }
+    conn.readFrames(options_.limits,
+                    [this, rank, reader](Message&& message) { deliver(rank, *reader, std::move(message)); });
     failure = "connection closed";
   } catch (const std::exception& e) {
     failure = e.what();
   }
+  const bool handshake_finished = reader->handshake_finished;
+  bool goodbye;
   bool quiet;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -359,7 +352,7 @@ void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
     // When both sides connected at once, the peer has a second connection:
     // losing the one that does not carry our sends loses nothing.
     quiet = closing_ || !handshake_finished || (peer.conn && peer.conn != reader->conn);
-    peer.said_goodbye |= goodbye;
+    peer.said_goodbye |= reader->goodbye;
     goodbye = peer.said_goodbye;
   }
   if (!handshake_finished) {
@@ -374,6 +367,41 @@ void Transport::readLoop(Reader* reader, int rank, bool adopt_first) {
                              : "connection to " + describe(rank) + " lost: " + failure);
   }
   reader->done = true;
+}
+
+void Transport::deliver(int rank, Reader& reader, Message&& message) {
+  reader.handshake_finished = true;
+  if (message.type == kGoodbye) {
+    reader.goodbye = true;
+  } else if (message.type >= Message::kFirstUserType) {
+    on_message_(rank, std::move(message));
+  } else {
+    onControlFrame(rank, *reader.conn, message);
+  }
+}
+
+void Transport::pollFrames(int rank, const std::function<bool()>& keep_polling) {
+  std::shared_ptr<Reader> reader;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_ || rank < 0 || rank >= static_cast<int>(peers_.size()) || !peers_[rank]->conn) {
+      return;
+    }
+    for (const auto& r : readers_) {
+      if (r->conn == peers_[rank]->conn && !r->done) {
+        reader = r;
+        break;
+      }
+    }
+  }
+  if (!reader) {
+    return;
+  }
+  // The frames are handled as on the reader thread, under its rules.
+  ThreadRoleScope role(ThreadRole::kReader);
+  reader->conn->pollFrames(options_.limits, keep_polling, [this, rank, &reader](Message&& message) {
+    deliver(rank, *reader, std::move(message));
+  });
 }
 
 bool Transport::mapPeerArena(const std::shared_ptr<Connection>& conn, const ArenaInfo& info) {
@@ -426,7 +454,7 @@ void Transport::peerFailed(int rank, const std::string& reason) {
 }
 
 void Transport::reapFinishedReaders() {
-  std::list<std::unique_ptr<Reader>> finished;
+  std::list<std::shared_ptr<Reader>> finished;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = readers_.begin(); it != readers_.end();) {
@@ -465,7 +493,7 @@ void Transport::sayGoodbye() {
 }
 
 void Transport::close() {
-  std::list<std::unique_ptr<Reader>> readers;
+  std::list<std::shared_ptr<Reader>> readers;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closing_) {

@@ -107,6 +107,13 @@ class Transport {
   // Tensors sent from this worker's arena without a copy (emptyLendable).
   uint64_t sharedMemoryLends() const { return arena_ ? arena_->numLends() : 0; }
 
+  // For a thread waiting for a reply from rank: reads the frames of the
+  // connection to rank itself while keep_polling() holds and a poll would
+  // (see Connection::pollFrames), handling each as the reader would, with
+  // the reader's role for the while. Returns at once if there is no open
+  // connection or its reader is in a frame.
+  void pollFrames(int rank, const std::function<bool()>& keep_polling);
+
   // Tells every connected peer that this worker is closing its connections.
   void sayGoodbye();
 
@@ -133,6 +140,9 @@ class Transport {
     std::shared_ptr<Connection> conn;
     std::thread thread;
     std::atomic<bool> done{false};
+    // Set by whoever delivers a frame: the reader, or a waiter polling.
+    std::atomic<bool> handshake_finished{false};
+    std::atomic<bool> goodbye{false};
   };
 
   std::shared_ptr<Connection> connectionTo(int rank);
@@ -143,6 +153,9 @@ class Transport {
   // adopt_first); returns false, with conn closed, if no thread can be made.
   bool startReader(std::shared_ptr<Connection> conn, int rank, bool adopt_first);
   void readLoop(Reader* reader, int rank, bool adopt_first);
+  // Handles a frame read from reader's connection (on the reader thread, or
+  // on a waiter's with the baton of the connection).
+  void deliver(int rank, Reader& reader, Message&& message);
   // Registers an authenticated connection; returns false if the peer is lost.
   bool adopt(int rank, const std::shared_ptr<Connection>& conn);
   void peerFailed(int rank, const std::string& reason);
@@ -165,7 +178,7 @@ class Transport {
 
   mutable std::mutex mu_;  // guards peers_ state, readers_, closing_
   std::vector<std::unique_ptr<Peer>> peers_;
-  std::list<std::unique_ptr<Reader>> readers_;
+  std::list<std::shared_ptr<Reader>> readers_;  // shared with waiters polling
   bool closing_ = false;
 
   std::unique_ptr<Acceptor> acceptor_;

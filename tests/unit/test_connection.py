@@ -2,7 +2,9 @@
 which RRef release notices use from users' threads, writes a whole frame or
 nothing, and never waits for the socket or for another sender; the reader's
 poll gate is told the type of the last frame received, and how long it
-polls follows how long its frames took (transport/poll_window.h)."""
+polls follows how long its frames took (transport/poll_window.h); a thread
+waiting for a reply reads frames itself (pollFrames), in order with the
+reader's, leaving it nothing and no failure unreported."""
 
 import contextlib
 import select
@@ -139,8 +141,14 @@ def test_the_poll_gate_is_asked_with_the_type_of_the_last_frame_received():
         seen = []
         for frame_type in (TYPE, TYPE + 1, TYPE + 2):
             asked.clear()
-            peer.send(frame_type, 1, b"x")
-            assert conn.receive() == (frame_type, 1, b"x", [])
+            # The frame comes after the read began: one already there is
+            # read at once, with no gate to ask.
+            timer = threading.Timer(0.005, peer.send, args=(frame_type, 1, b"x"))
+            timer.start()
+            try:
+                assert call_within(10, conn.receive) == (frame_type, 1, b"x", [])
+            finally:
+                timer.join()
             seen.append(sorted(set(asked)))
     # 0 before the first frame; each read polls after the frame before it.
     assert seen == [[0], [TYPE], [TYPE + 1]]
@@ -168,3 +176,36 @@ def test_a_frame_that_comes_long_after_the_read_began_halves_the_poll_window():
         finally:
             timer.join()
         assert conn.poll_window_us == 50
+
+
+def test_a_waiter_reads_the_frames_it_waits_for_and_those_that_came_with_them(pair):
+    conn, _, peer = pair
+    for i in range(3):
+        peer.send(TYPE, i, b"frame %d" % i)
+    # One frame is waited for; the two behind it came in the same read, and
+    # the reader's socket has nothing left to wake it for them.
+    frames = conn.poll_frames(1)
+    assert frames == [(TYPE, i, b"frame %d" % i, []) for i in range(3)]
+    peer.send(TYPE, 3, b"the next one")
+    assert call_within(10, conn.receive) == (TYPE, 3, b"the next one", [])
+
+
+def test_the_reader_sleeps_through_a_waiters_poll_and_wakes_for_what_comes_after(pair):
+    conn, _, peer = pair
+    received = []
+    reader = threading.Thread(target=lambda: received.append(conn.receive()), daemon=True)
+    reader.start()
+    # Nothing comes: the poll ends with its window (100 µs at first).
+    assert call_within(10, conn.poll_frames, 1) == []
+    peer.send(TYPE, 1, b"after the poll")
+    reader.join(10)
+    assert received == [(TYPE, 1, b"after the poll", [])]
+
+
+def test_a_frame_a_waiter_cannot_read_is_the_readers_to_report(pair):
+    conn, theirs, _ = pair
+    theirs.sendall(b"\xff" * 64)  # no frame header
+    assert conn.poll_frames(1) == []
+    # Told at once (the failure is kept for it), not after a wait.
+    with pytest.raises(RuntimeError, match="bad magic"):
+        conn.receive()

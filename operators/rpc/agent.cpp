@@ -137,19 +137,23 @@ Agent::Agent(AgentOptions options)
   transport_options.arena_bytes = options_.shared_memory_bytes;
   // A polling reader takes a core (2 cores and a few processes are common):
   // it polls only while a frame is due and no pool thread computes. A frame
-  // is due while a call to the peer awaits its reply, and after a request
-  // once every request of the peer has been served (its next one tends to
-  // follow); not while one is still being served (in a chain of nested
-  // calls the peer waits for this worker's reply), and after a reply with no
-  // other call outstanding the core goes to the threads the reply woke. A
-  // pool thread blocked in a nested call's wait does not count as computing:
-  // the reply it waits for is what the reader would poll for.
+  // is due while a call to the peer awaits its reply, and once this worker
+  // has answered every request of the peer, if answering was the last thing
+  // between them (the peer's next request tends to follow; also when the
+  // peer's reply to a nested call came before this worker's answer, as in
+  // a backward pass). Not while a request is still being served (in a chain
+  // of nested calls the peer waits for this worker's reply), and after a
+  // reply with no other call outstanding the core goes to the threads the
+  // reply woke. A pool thread blocked in a nested call's wait does not
+  // count as computing: the reply it waits for is what the reader would
+  // poll for.
   pending_by_peer_.reset(new std::atomic<int>[options_.world_size]());
   serving_by_peer_.reset(new std::atomic<int>[options_.world_size]());
-  transport_options.may_poll = [this](int peer, uint16_t last_type) {
+  answered_last_.reset(new std::atomic<bool>[options_.world_size]());
+  transport_options.may_poll = [this](int peer) {
     return pool_.computing() == 0 &&
            (pending_by_peer_[peer].load(std::memory_order_relaxed) > 0 ||
-            (last_type == kRequestType &&
+            (answered_last_[peer].load(std::memory_order_relaxed) &&
              serving_by_peer_[peer].load(std::memory_order_relaxed) == 0));
   };
   transport_ = std::make_unique<transport::Transport>(
@@ -606,6 +610,7 @@ FuturePtr Agent::fetchedValue(int64_t rref_id) {
 void Agent::respond(int src, uint64_t id, Response response,
                     const std::shared_ptr<CallScope>& scope) {
   serving_by_peer_[src].fetch_sub(1, std::memory_order_relaxed);
+  answered_last_[src].store(true, std::memory_order_relaxed);
   if (id == kNoReply) {
     requestFinished();
     return;
@@ -652,6 +657,7 @@ void Agent::requestFinished() {
 }
 
 void Agent::onResponse(int src, transport::Message&& message) {
+  answered_last_[src].store(false, std::memory_order_relaxed);
   auto pending = takePending(message.id);
   if (!pending) {
     return;  // the call already timed out or failed

@@ -257,6 +257,10 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // How many requests of each rank are being served (from onRequest to
   // respond); read by the readers' poll gates.
   std::unique_ptr<std::atomic<int>[]> serving_by_peer_;
+  // Whether this worker's last exchange with each rank was answering one of
+  // its requests (set by respond, cleared by a response from it); read by
+  // the readers' poll gates.
+  std::unique_ptr<std::atomic<bool>[]> answered_last_;
   std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines_;
   std::unordered_map<int, std::string> lost_peers_;
   bool stopping_ = false;

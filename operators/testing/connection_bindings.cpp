@@ -31,7 +31,7 @@ Message messageOf(uint16_t type, uint64_t id, const std::string& meta,
 
 void initConnectionBindings(py::module& m) {
   // A Connection over a duplicate of fd (a socketpair end: no network),
-  // with poll_gate(last_type) -> bool as its poll gate if given. Blocking
+  // with poll_gate() -> bool as its poll gate if given. Blocking
   // calls release the GIL, so a test can block one in a thread.
   py::class_<Connection, std::shared_ptr<Connection>>(m, "Connection")
       .def(py::init([](int fd, py::object poll_gate) {
@@ -42,9 +42,9 @@ void initConnectionBindings(py::module& m) {
                                                          py::gil_scoped_acquire gil;
                                                          delete o;
                                                        });
-               gate = [held](uint16_t last_type) {
+               gate = [held] {
                  py::gil_scoped_acquire gil;
-                 return (*held)(last_type).cast<bool>();
+                 return (*held)().cast<bool>();
                };
              }
              return std::make_shared<Connection>(::dup(fd), "socketpair", std::move(gate));

@@ -173,7 +173,7 @@ bool Connection::mayPollOn(Clock::time_point until,
   if (now >= until) {
     return false;
   }
-  if (may_poll_ && !may_poll_(last_type_)) {
+  if (may_poll_ && !may_poll_()) {
     if (!refused_since) {
       refused_since = now;
     } else if (now - *refused_since > kRefusedFor) {
@@ -395,7 +395,6 @@ void Connection::readFrame(Message& message, const FrameLimits& limits) {
   FrameHeader header = FrameHeader::decode(header_bytes);
   validateHeader(header, limits);
   message.type = header.type;
-  last_type_ = header.type;
   message.id = header.id;
   // Grown as the bytes arrive: a header claiming more than follows commits
   // no more memory than was received (tensor storage is only reserved, and

@@ -38,13 +38,12 @@ class Connection {
  public:
   using FrameSink = std::function<void(Message&& message)>;
 
-  // Whether the reader may poll the socket before blocking, given the type
-  // of the last frame it received (0 before the first); asked at every poll,
-  // null: always. Polling saves the wakeup of a blocking read, but only pays
-  // when a frame is due and no other thread of ours needs the CPU; the
-  // reader blocks once the gate has refused for 20 µs on end, or once its
-  // PollWindow has passed.
-  using PollGate = std::function<bool(uint16_t last_type)>;
+  // Whether the reader may poll the socket before blocking; asked at every
+  // poll (not when a frame is there already), null: always. Polling saves
+  // the wakeup of a blocking read, but only pays when a frame is due and no
+  // other thread of ours needs the CPU; the reader blocks once the gate has
+  // refused for 20 µs on end, or once its PollWindow has passed.
+  using PollGate = std::function<bool()>;
 
   // Takes ownership of a connected socket and sets TCP_NODELAY on it.
   Connection(int fd, std::string peer_address, PollGate may_poll = nullptr);
@@ -152,7 +151,6 @@ class Connection {
   // The read baton: held to read (and deliver) a frame, and for a poll.
   std::mutex read_mu_;
   // Guarded by read_mu_:
-  uint16_t last_type_ = 0;  // of the last frame received
   PollWindow poll_window_;
   bool ended_ = false;  // the stream has ended
   std::exception_ptr read_failure_;  // what failed while a waiter read

@@ -216,7 +216,7 @@ Connection::PollGate Transport::pollGateFor(int rank) const {
   if (!options_.may_poll) {
     return nullptr;
   }
-  return [gate = options_.may_poll, rank](uint16_t last_type) { return gate(rank, last_type); };
+  return [gate = options_.may_poll, rank] { return gate(rank); };
 }
 
 std::shared_ptr<Connection> Transport::connect(int rank) {

@@ -33,7 +33,7 @@ struct TransportOptions {
   // the same machine (0: always send inline).
   uint64_t arena_bytes = 0;
   // The poll gate of the connection to peer (see Connection::PollGate).
-  std::function<bool(int peer, uint16_t last_type)> may_poll;
+  std::function<bool(int peer)> may_poll;
 };
 
 // TCP connections between the workers of one job: at most one connection per

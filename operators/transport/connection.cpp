@@ -27,17 +27,19 @@ std::runtime_error socketError(const char* what) {
 constexpr size_t kReadBufferSize = 64 * 1024;
 
 // An epoll instance watching fd for input; closes fd and throws if none can
-// be made (out of file descriptors).
+// be made (out of file descriptors or memory).
 int epollFor(int fd) {
   int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd < 0) {
-    auto error = socketError("epoll_create1 failed");
+  epoll_event event{};
+  event.events = EPOLLIN;
+  if (epoll_fd < 0 || ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+    auto error = socketError("cannot watch the connection's socket");
+    if (epoll_fd >= 0) {
+      ::close(epoll_fd);
+    }
     ::close(fd);
     throw error;
   }
-  epoll_event event{};
-  event.events = EPOLLIN;
-  ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
   return epoll_fd;
 }
 
@@ -212,7 +214,11 @@ bool Connection::fillAtFrameStart() {
 void Connection::setReaderWakeups(bool on) {
   epoll_event event{};
   event.events = on ? EPOLLIN : 0;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd_, &event);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd_, &event) != 0 && on) {
+    // A reader that nothing wakes would never read again: the shutdown
+    // still does (a hang-up is always reported), and it reports the end.
+    close();
+  }
 }
 
 std::unique_lock<std::mutex> Connection::awaitFrame() {

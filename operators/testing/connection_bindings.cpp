@@ -5,7 +5,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
+#include <thread>
 
 namespace distgrad::testing {
 
@@ -80,17 +82,20 @@ void initConnectionBindings(py::module& m) {
                                    message.tensors);
            })
       // Polls as a thread waiting for a reply does (Connection::pollFrames)
-      // until count frames came, or the poll stops; returns the frames read,
-      // as receive() does.
+      // until count frames came, or the poll stops, taking handle_us to
+      // handle each; returns the frames read, as receive() does.
       .def(
           "poll_frames",
-          [](Connection& c, size_t count) {
+          [](Connection& c, size_t count, int64_t handle_us) {
             std::vector<Message> got;
             {
               py::gil_scoped_release no_gil;
               c.pollFrames(
                   FrameLimits(), [&] { return got.size() < count; },
-                  [&](Message&& message) { got.push_back(std::move(message)); });
+                  [&](Message&& message) {
+                    got.push_back(std::move(message));
+                    std::this_thread::sleep_for(std::chrono::microseconds(handle_us));
+                  });
             }
             py::list frames;
             for (const auto& message : got) {
@@ -99,7 +104,7 @@ void initConnectionBindings(py::module& m) {
             }
             return frames;
           },
-          py::arg("count"))
+          py::arg("count"), py::arg("handle_us") = 0)
       .def("close", &Connection::close)
       .def_property_readonly("poll_window_us",
                              [](const Connection& c) { return c.pollWindow().count(); });

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -26,28 +27,32 @@ std::runtime_error socketError(const char* what) {
 
 constexpr size_t kReadBufferSize = 64 * 1024;
 
-// An epoll instance watching fd for input; closes fd and throws if none can
-// be made (out of file descriptors or memory).
-int epollFor(int fd) {
+// The reader's wake-up eventfd and an epoll instance watching it and the
+// socket fd for input; closes fd and throws if they cannot be made (out of
+// file descriptors or memory).
+std::pair<int, int> readerWakeupsFor(int fd) {
+  int wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
   epoll_event event{};
   event.events = EPOLLIN;
-  if (epoll_fd < 0 || ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+  if (wake_fd < 0 || epoll_fd < 0 || ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0 ||
+      ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event) != 0) {
     auto error = socketError("cannot watch the connection's socket");
-    if (epoll_fd >= 0) {
-      ::close(epoll_fd);
+    for (int own : {wake_fd, epoll_fd, fd}) {
+      if (own >= 0) {
+        ::close(own);
+      }
     }
-    ::close(fd);
     throw error;
   }
-  return epoll_fd;
+  return {wake_fd, epoll_fd};
 }
 
 }  // namespace
 
 Connection::Connection(int fd, std::string peer_address, PollGate may_poll)
     : fd_(fd),
-      epoll_fd_(epollFor(fd)),
+      wakeups_(readerWakeupsFor(fd)),
       peer_address_(std::move(peer_address)),
       may_poll_(std::move(may_poll)) {
   int one = 1;
@@ -56,7 +61,8 @@ Connection::Connection(int fd, std::string peer_address, PollGate may_poll)
 
 Connection::~Connection() {
   close();
-  ::close(epoll_fd_);
+  ::close(wakeups_.epoll_fd);
+  ::close(wakeups_.wake_fd);
   ::close(fd_);
 }
 
@@ -214,7 +220,7 @@ bool Connection::fillAtFrameStart() {
 void Connection::setReaderWakeups(bool on) {
   epoll_event event{};
   event.events = on ? EPOLLIN : 0;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd_, &event) != 0 && on) {
+  if (::epoll_ctl(wakeups_.epoll_fd, EPOLL_CTL_MOD, fd_, &event) != 0 && on) {
     // A reader that nothing wakes would never read again: the shutdown
     // still does (a hang-up is always reported), and it reports the end.
     close();
@@ -254,13 +260,15 @@ std::unique_lock<std::mutex> Connection::awaitFrame() {
       continue;
     }
     epoll_event event{};
-    int ready = ::epoll_wait(epoll_fd_, &event, 1, frame_start_timeout_ms_);
+    int ready = ::epoll_wait(wakeups_.epoll_fd, &event, 1, frame_start_timeout_ms_);
     if (ready == 0) {
       throw ReceiveTimeout();
     }
     if (ready < 0 && errno != EINTR) {
       throw socketError("receive failed");
     }
+    uint64_t wakes;
+    (void)!::read(wakeups_.wake_fd, &wakes, sizeof(wakes));  // consumed (nothing if EAGAIN)
   }
 }
 
@@ -274,10 +282,12 @@ void Connection::pollFrames(const FrameLimits& limits, const std::function<bool(
   try {
     auto start = Clock::now();
     auto until = start + poll_window_.current();
+    // A peer that keeps sending would keep the waiter reading: it gives the
+    // connection back after a while, and waits as before (where a Ctrl-C
+    // is seen).
+    const auto give_back = start + kMaxWaiterReading;
     std::optional<Clock::time_point> refused_since;
-    // Frames already buffered are read too: the reader would not wake for
-    // them (its socket has nothing more to read).
-    while (keep_polling() || read_begin_ < read_end_) {
+    while (keep_polling() && Clock::now() < give_back) {
       if (fillAtFrameStart()) {
         poll_window_.frameAfter(Clock::now() - start);
         Message message;
@@ -294,14 +304,18 @@ void Connection::pollFrames(const FrameLimits& limits, const std::function<bool(
       std::this_thread::yield();
     }
   } catch (...) {
-    // The reader reports it, as if it had failed itself: the shutdown
-    // wakes it, and the connection is over anyway.
-    read_failure_ = std::current_exception();
-    close();
+    read_failure_ = std::current_exception();  // the reader reports it as its own
   }
+  // What the socket no longer shows is the reader's all the same: bytes
+  // already read from it, a failure.
+  const bool left_to_reader = read_begin_ < read_end_ || read_failure_;
   baton.unlock();
   // Bytes that came meanwhile (or the end of the stream) wake the reader.
   setReaderWakeups(true);
+  if (left_to_reader) {
+    uint64_t one = 1;
+    (void)!::write(wakeups_.wake_fd, &one, sizeof(one));
+  }
 }
 
 size_t Connection::recvSome(char* data, size_t n) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace distgrad::transport {
@@ -77,13 +78,16 @@ class Connection {
 
   // For a thread waiting for a reply on this connection: reads frames
   // itself and hands each to deliver (as the reader would, in order) while
-  // keep_polling() holds, polling as the reader does (its gate and window);
-  // returns once either says stop, or at once if the baton is taken (the
-  // reader is in a frame). Meanwhile the reader sleeps without being woken
-  // by the frames. A read error or an exception of deliver ends the polling
-  // and is left for the reader to report; the end of the stream too.
+  // keep_polling() holds, polling as the reader does (its gate and window),
+  // for kMaxWaiterReading at most; returns once any says stop, or at once
+  // if the baton is taken (the reader is in a frame). Meanwhile the reader
+  // sleeps without being woken by the frames; it is woken for what the
+  // waiter leaves it: bytes read but not handled yet, the end of the
+  // stream, a read error or an exception of deliver (which end the polling
+  // and which the reader reports as its own).
   void pollFrames(const FrameLimits& limits, const std::function<bool()>& keep_polling,
                   const FrameSink& deliver);
+  static constexpr std::chrono::milliseconds kMaxWaiterReading{10};
 
   // Bounds how long receive() may block (0 = forever); used during handshake.
   void setReceiveTimeout(double seconds);
@@ -143,9 +147,16 @@ class Connection {
                   bool may_wait_to_start);
 
   const int fd_;
-  // Where the reader sleeps between frames: the socket, whose readiness a
-  // waiter turns off while it reads.
-  const int epoll_fd_;
+  // Where the reader sleeps between frames (epoll_fd): the socket, whose
+  // readiness a waiter turns off while it reads, and wake_fd, an eventfd a
+  // waiter writes to when it leaves the reader what the socket does not
+  // show (bytes it read, a failure).
+  struct ReaderWakeups {
+    explicit ReaderWakeups(std::pair<int, int> fds) : wake_fd(fds.first), epoll_fd(fds.second) {}
+    const int wake_fd;
+    const int epoll_fd;
+  };
+  const ReaderWakeups wakeups_;
   const std::string peer_address_;
   const PollGate may_poll_;
   // The read baton: held to read (and deliver) a frame, and for a poll.

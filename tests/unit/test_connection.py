@@ -10,6 +10,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 
 import pytest
 import torch
@@ -174,14 +175,15 @@ def test_a_frame_that_comes_long_after_the_read_began_halves_the_poll_window():
         assert conn.poll_window_us == 50
 
 
-def test_a_waiter_reads_the_frames_it_waits_for_and_those_that_came_with_them(pair):
+def test_frames_a_waiter_read_past_the_one_it_waited_for_are_the_readers_in_order(pair):
     conn, _, peer = pair
     for i in range(3):
         peer.send(TYPE, i, b"frame %d" % i)
-    # One frame is waited for; the two behind it came in the same read, and
-    # the reader's socket has nothing left to wake it for them.
-    frames = conn.poll_frames(1)
-    assert frames == [(TYPE, i, b"frame %d" % i, []) for i in range(3)]
+    # The three came in one read: the waiter handles the one it waits for
+    # and leaves the others, read from the socket already, to the reader.
+    assert conn.poll_frames(1) == [(TYPE, 0, b"frame 0", [])]
+    assert call_within(10, conn.receive) == (TYPE, 1, b"frame 1", [])
+    assert call_within(10, conn.receive) == (TYPE, 2, b"frame 2", [])
     peer.send(TYPE, 3, b"the next one")
     assert call_within(10, conn.receive) == (TYPE, 3, b"the next one", [])
 
@@ -205,3 +207,21 @@ def test_a_frame_a_waiter_cannot_read_is_the_readers_to_report(pair):
     # Told at once (the failure is kept for it), not after a wait.
     with pytest.raises(RuntimeError, match="bad magic"):
         conn.receive()
+
+
+def test_a_waiter_gives_the_connection_back_after_a_while_and_the_reader_reads_on(pair):
+    conn, _, peer = pair
+    # 40 frames of 16 KiB, each taking 2 ms to handle: 80 ms of reading,
+    # which the waiter stops after 10 ms.
+    count, payload = 40, b"x" * 16384
+    sender = threading.Thread(
+        target=lambda: [peer.send(TYPE, i, payload) for i in range(count)], daemon=True)
+    sender.start()
+    time.sleep(0.05)  # the socket holds what it can; the rest waits in the sender
+    frames = call_within(10, conn.poll_frames, 10**9, 2000)
+    assert 0 < len(frames) < count
+    rest = [call_within(10, conn.receive) for _ in range(count - len(frames))]
+    sender.join(10)
+    ids = [f[1] for f in frames] + [f[1] for f in rest]
+    assert ids == list(range(count))  # nothing lost, nothing out of order
+    assert all(f[2] == payload for f in frames + rest)

@@ -1,5 +1,7 @@
 #include "transport/connection.h"
 
+#include "common/thread_role.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -398,6 +400,7 @@ bool Connection::receive(Message& message, const FrameLimits& limits) {
 }
 
 void Connection::readFrames(const FrameLimits& limits, const FrameSink& deliver) {
+  checkCalledFrom(ThreadRole::kReader, "Connection::readFrames()");
   while (true) {
     auto baton = awaitFrame();
     if (read_begin_ == read_end_) {

@@ -72,6 +72,17 @@ def call_within(seconds, fn, *args):
     return result[0]
 
 
+def receive_sent_after(seconds, conn, peer, frame):
+    """conn.receive(), with frame (type, id, meta) sent by peer seconds after
+    the read began."""
+    timer = threading.Timer(seconds, peer.send, args=frame)
+    timer.start()
+    try:
+        return call_within(10, conn.receive)
+    finally:
+        timer.join()
+
+
 def drain(sock, expected):
     """Reads expected bytes from sock and returns them."""
     data = bytearray()
@@ -142,12 +153,7 @@ def test_the_poll_gate_is_asked_only_when_a_read_has_to_wait():
         peer.send(TYPE, 1, b"already there")
         assert conn.receive() == (TYPE, 1, b"already there", [])
         assert asked == []
-        timer = threading.Timer(0.005, peer.send, args=(TYPE, 2, b"later"))
-        timer.start()
-        try:
-            assert call_within(10, conn.receive) == (TYPE, 2, b"later", [])
-        finally:
-            timer.join()
+        assert receive_sent_after(0.005, conn, peer, (TYPE, 2, b"later")) == (TYPE, 2, b"later", [])
         assert asked
 
 
@@ -166,12 +172,7 @@ def test_a_frame_that_comes_long_after_the_read_began_halves_the_poll_window():
     # began (to the blocking read, the first 100 µs of polling having run out).
     with connected(poll_gate=lambda: True) as (conn, theirs, peer):
         assert conn.poll_window_us == 100
-        timer = threading.Timer(0.05, peer.send, args=(TYPE, 1, b"late"))
-        timer.start()
-        try:
-            assert call_within(10, conn.receive) == (TYPE, 1, b"late", [])
-        finally:
-            timer.join()
+        assert receive_sent_after(0.05, conn, peer, (TYPE, 1, b"late")) == (TYPE, 1, b"late", [])
         assert conn.poll_window_us == 50
 
 

@@ -14,6 +14,7 @@ void initArenaBindings(py::module& m) {
       .def_property_readonly("info", &LocalArena::info)
       .def("allocate", &LocalArena::allocate, py::arg("nbytes"), py::arg("peer"))
       .def("allocate_lendable", &LocalArena::allocateLendable, py::arg("nbytes"))
+      .def("allocate_local", &LocalArena::allocateLocal, py::arg("nbytes"))
       .def("lend", &LocalArena::lend, py::arg("offset"), py::arg("nbytes"), py::arg("peer"))
       .def("num_lends", &LocalArena::numLends)
       .def("release", &LocalArena::release, py::arg("offset"), py::arg("peer"))

@@ -57,6 +57,10 @@ class ArenaChannel {
                      c10::IntArrayRef sizes, c10::ScalarType dtype);
 
  private:
+  // An empty tensor to copy a region coming back into: in a region of our
+  // arena if one is free for it (allocateLocal), else on the heap.
+  at::Tensor emptyLocalCopy(c10::IntArrayRef sizes, c10::ScalarType dtype);
+
   std::shared_ptr<LocalArena> own_arena_;
   int peer_rank_ = -1;
   std::atomic<bool> arena_sends_{false};

@@ -97,6 +97,20 @@ std::optional<uint64_t> LocalArena::allocateLendable(uint64_t nbytes) {
   return take(lock, region.size, region);
 }
 
+std::optional<uint64_t> LocalArena::allocateLocal(uint64_t nbytes) {
+  Region region{roundUp(nbytes), -1, /*peer_holds=*/false, /*local_holds=*/1};
+  region.local_copy = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (local_copy_bytes_ + region.size > info_.size / 2) {
+    return std::nullopt;
+  }
+  auto offset = take(lock, region.size, region);
+  if (offset) {
+    local_copy_bytes_ += region.size;
+  }
+  return offset;
+}
+
 std::optional<uint64_t> LocalArena::take(const std::lock_guard<std::mutex>& /*held*/, uint64_t size,
                                          Region region) {
   // First fit: the lowest free offsets are reused first, so their pages
@@ -193,6 +207,9 @@ uint64_t LocalArena::numLends() const {
 
 void LocalArena::freeIfUnheld(std::map<uint64_t, Region>::iterator it) {
   if (!it->second.peer_holds && it->second.local_holds == 0) {
+    if (it->second.local_copy) {
+      local_copy_bytes_ -= it->second.size;
+    }
     freeRegion(it->first, it->second.size);
     used_.erase(it);
   }

@@ -57,6 +57,12 @@ class LocalArena {
   // region: returns false, changing nothing, for any other offset, a region
   // already lent, or one too small.
   bool lend(uint64_t offset, uint64_t nbytes, int peer);
+  // A region of nbytes that only this worker holds (a tensor received as a
+  // copy, kept in pages that stay warm), released with releaseLocal. Never
+  // lent: sending it copies it, as any tensor. Nothing if the arena is full
+  // or such regions would take more than half of it: the other half is kept
+  // for messages in flight.
+  std::optional<uint64_t> allocateLocal(uint64_t nbytes);
   // The peer is done with the region at offset. Unknown offsets (a peer
   // that misbehaves) are ignored.
   void release(uint64_t offset, int peer);
@@ -79,6 +85,7 @@ class LocalArena {
     bool peer_holds = true;
     int local_holds = 0;
     bool lendable = false;  // allocateLendable, not lent yet
+    bool local_copy = false;  // allocateLocal
   };
 
   LocalArena(ArenaInfo info, char* base) : info_(info), base_(base) {}
@@ -96,6 +103,7 @@ class LocalArena {
   std::map<uint64_t, uint64_t> free_;  // offset -> size, coalesced
   std::map<uint64_t, Region> used_;    // by offset
   uint64_t num_lends_ = 0;
+  uint64_t local_copy_bytes_ = 0;  // regions of allocateLocal
 };
 
 // A peer's arena mapped into this process. Tensors received from the peer

@@ -72,13 +72,16 @@ def test_many_large_tensors_in_one_message(cluster):
 def test_view_sent_back_to_its_owner_comes_back_as_a_copy(cluster):
     t = torch.randn(LARGE)
     # worker1 returns the very view it received: worker0 gets its values in
-    # memory of its own, and its arena region is free once worker1 drops
-    # the view.
+    # memory of its own (a region of its arena only it holds, whose pages
+    # stay warm), and the region sent is free once worker1 drops the view.
     result = rpc.rpc_sync("worker1", remote_fns.identity, (t,))
     assert_same(result, t)
-    wait_for(all_regions_back, 5, "every region to be released")
+    wait_for(lambda: arena_in_use("worker0") == t.nbytes, 5, "the region sent to be released")
+    assert arena_in_use("worker1") == 0
     result.mul_(2.0)
     assert torch.equal(rpc.rpc_sync("worker1", remote_fns.identity, (result,)), 2 * t)
+    del result
+    wait_for(all_regions_back, 5, "every region to be released")
 
 
 def test_a_callee_keeping_its_argument_shares_no_memory_with_the_caller(cluster):

@@ -192,6 +192,30 @@ def test_a_region_is_lent_once_and_whole(arena):
     assert arena.bytes_in_use() == 0
 
 
+def test_local_copy_is_held_here_and_never_lent(arena):
+    region = arena.allocate_local(PAGE + 1)
+    assert region == PAGE and arena.bytes_in_use() == 2 * PAGE
+    assert not arena.lend(region, PAGE, PEER)
+    arena.release(region, PEER)
+    arena.release_all(PEER)
+    assert arena.retain_returned(region, 8, PEER) is None  # no peer holds it
+    assert arena.bytes_in_use() == 2 * PAGE
+    arena.release_local(region)
+    assert arena.bytes_in_use() == 0 and arena.num_lends() == 0
+
+
+def test_local_copies_take_half_of_the_arena_at_most(arena):
+    half = arena.info.size // 2
+    first = arena.allocate_local(half - PAGE)
+    assert arena.allocate_local(2 * PAGE) is None
+    second = arena.allocate_local(PAGE)
+    assert second is not None and arena.allocate_local(1) is None
+    # The other half stays for messages.
+    assert arena.allocate(half - PAGE, PEER) is not None
+    arena.release_local(first)
+    assert arena.allocate_local(2 * PAGE) is not None
+
+
 def test_peer_mapping_shares_the_bytes(arena):
     region = arena.allocate(PAGE, PEER)
     arena.write(region, b"distgrad")

@@ -465,7 +465,13 @@ void Agent::onRequest(int src, transport::Message&& message) {
     if (hooks_ && request->kind != CallKind::kInternal) {
       scope = hooks_->onReceiveRequest(src, request->extension, message.tensors);
     }
-    auto serve = [this, src, id, request, scope] {
+    const bool inline_on_reader = runsInline(*request, message);
+    // The request holds its tensors from here. The reader must not drop the
+    // last reference to one after a pool thread has run Python with it:
+    // freeing a tensor Python has seen takes the GIL, for as long as
+    // Python holds it.
+    message.tensors.clear();
+    auto serve = [this, src, id, request = std::move(request), scope] {
       FuturePtr result;
       try {
         auto profiling = std::atomic_load(&serving_state_);
@@ -498,7 +504,7 @@ void Agent::onRequest(int src, transport::Message&& message) {
         }
       });
     };
-    if (runsInline(*request, message)) {
+    if (inline_on_reader) {
       serve();
     } else {
       pool_.run(std::move(serve));
@@ -668,6 +674,9 @@ void Agent::onResponse(int src, transport::Message&& message) {
       hooks_->onReceiveResponse(src, pending->request_extension, response.extension,
                                 message.tensors);
     }
+    // As for a request: the caller's Python code may be done with a
+    // tensor before the reader's reference to it goes.
+    message.tensors.clear();
     if (response.ok) {
       pending->future->markCompleted(std::move(response.value));
     } else {

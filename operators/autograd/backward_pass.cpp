@@ -56,13 +56,21 @@ struct BackwardPass::Ready {
 };
 
 struct BackwardPass::Task {
-  FuturePtr done = c10::make_intrusive<c10::ivalue::Future>(c10::ListType::ofInts());
-  // 1 while the task drains its queue, plus 1 per message awaiting its answer.
+  explicit Task(int requester) : requester(requester) {}
+
+  // A PassAnswer.
+  FuturePtr done = c10::make_intrusive<c10::ivalue::Future>(c10::AnyType::get());
+  // The worker whose message the task answers (-1: none, or one that runs
+  // no carried messages): its messages go in the answer.
+  const int requester;
+  // 1 while the task drains its queue, plus 1 per message awaiting its
+  // answer or carried message running.
   std::atomic<int> outstanding{1};
   std::atomic<bool> completed{false};
   std::deque<Ready> ready;  // only its own thread touches it
-  std::mutex reports_mu;
+  std::mutex reports_mu;  // guards reports and carried
   c10::List<int64_t> reports;  // from the answers to its messages
+  std::vector<PropagateGradients> carried;  // for requester, in the answer
 };
 
 BackwardPass::BackwardPass(int64_t id, bool retain_graph, std::shared_ptr<Context> context,
@@ -112,11 +120,11 @@ int64_t BackwardPass::numRunning() {
   return g_running_passes;
 }
 
-std::shared_ptr<BackwardPass::Task> BackwardPass::newTask() {
+std::shared_ptr<BackwardPass::Task> BackwardPass::newTask(int requester) {
   if (active_tasks_++ == 0) {
     ++g_running_passes;
   }
-  auto task = std::make_shared<Task>();
+  auto task = std::make_shared<Task>(requester);
   std::vector<std::pair<int, int64_t>> unreachable;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -133,7 +141,7 @@ std::shared_ptr<BackwardPass::Task> BackwardPass::newTask() {
 
 FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
                                      const torch::autograd::edge_list& root_edges) {
-  auto task = newTask();
+  auto task = newTask(-1);
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < roots.size(); ++i) {
@@ -155,9 +163,38 @@ FuturePtr BackwardPass::runFromRoots(const std::vector<at::Tensor>& roots,
   return task->done;
 }
 
-FuturePtr BackwardPass::runFromSendNode(int64_t message_id, bool absent, variable_list grads) {
-  auto context = this->context();
-  auto task = newTask();
+FuturePtr BackwardPass::runFromSendNode(int src, int64_t message_id, bool absent,
+                                        variable_list grads) {
+  auto task = newTask(src);
+  startFromSendNode(task, message_id, absent, std::move(grads));
+  return task->done;
+}
+
+void BackwardPass::runCarried(const std::shared_ptr<Task>& parent, PropagateGradients message) {
+  if (message.context_id != context_id_ || message.pass_id != id_ ||
+      message.kind == PropagateGradients::kJoin) {
+    throw DistError("the answer to a gradient message of context " + std::to_string(context_id_) +
+                    " carried a message of another pass");
+  }
+  ++parent->outstanding;
+  // Its messages for parent's requester go in parent's answer.
+  auto task = newTask(parent->requester);
+  task->done->addCallback([self = shared_from_this(), parent](c10::ivalue::Future& done) {
+    self->absorbAnswer(parent, done, /*run_carried=*/false);
+  });
+  startFromSendNode(task, message.message_id, message.kind == PropagateGradients::kAbsent,
+                    std::move(message.grads));
+}
+
+void BackwardPass::startFromSendNode(const std::shared_ptr<Task>& task, int64_t message_id,
+                                     bool absent, variable_list grads) {
+  std::shared_ptr<Context> context;
+  try {
+    context = this->context();
+  } catch (...) {
+    fail(task, std::current_exception());
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     undecided_sends_.erase(message_id);
@@ -173,7 +210,7 @@ FuturePtr BackwardPass::runFromSendNode(int64_t message_id, bool absent, variabl
                      " (its graph was freed by an earlier backward pass; use "
                      "retain_graph=True to run backward more than once)")));
     }
-    return task->done;
+    return;
   }
   if (absent) {
     task->ready.push_back({node, {}, true});
@@ -185,11 +222,11 @@ FuturePtr BackwardPass::runFromSendNode(int64_t message_id, bool absent, variabl
   }
   constexpr auto kInlineBudget = std::chrono::microseconds(200);
   drain(task, std::chrono::steady_clock::now() + kInlineBudget);
-  return task->done;
 }
 
 FuturePtr BackwardPass::runJoin() {
-  auto task = newTask();
+  // The initiator's settling rounds run no carried messages.
+  auto task = newTask(-1);
   finishOne(task);
   return task->done;
 }
@@ -364,6 +401,11 @@ void BackwardPass::send(const std::shared_ptr<Task>& task, int peer,
   message.context_id = context_id_;
   message.pass_id = id_;
   message.retain_graph = retain_graph_;
+  if (peer == task->requester) {
+    std::lock_guard<std::mutex> lock(task->reports_mu);
+    task->carried.push_back(std::move(message));
+    return;
+  }
   ++task->outstanding;
   FuturePtr answered;
   try {
@@ -373,18 +415,37 @@ void BackwardPass::send(const std::shared_ptr<Task>& task, int peer,
     return;
   }
   answered->addCallback([self = shared_from_this(), task](c10::ivalue::Future& f) {
-    if (f.hasError()) {
-      self->fail(task, f.exception_ptr());
-      return;
-    }
-    if (f.value().isIntList()) {
+    self->absorbAnswer(task, f, /*run_carried=*/true);
+  });
+}
+
+void BackwardPass::absorbAnswer(const std::shared_ptr<Task>& task, c10::ivalue::Future& answered,
+                                bool run_carried) {
+  if (answered.hasError()) {
+    fail(task, answered.exception_ptr());
+    return;
+  }
+  try {
+    auto answer = PassAnswer::fromIValue(answered.value());
+    std::vector<PropagateGradients> to_run;
+    {
       std::lock_guard<std::mutex> lock(task->reports_mu);
-      for (int64_t v : f.value().toIntList()) {
+      for (int64_t v : answer.reports) {
         task->reports.push_back(v);
       }
+      auto& carried = run_carried ? to_run : task->carried;
+      for (auto& message : answer.carried) {
+        carried.push_back(std::move(message));
+      }
     }
-    self->finishOne(task);
-  });
+    for (auto& message : to_run) {
+      runCarried(task, std::move(message));
+    }
+  } catch (...) {
+    fail(task, std::current_exception());
+    return;
+  }
+  finishOne(task);
 }
 
 void BackwardPass::finishOne(const std::shared_ptr<Task>& task) {
@@ -413,15 +474,16 @@ void BackwardPass::complete(const std::shared_ptr<Task>& task, std::exception_pt
   if (failure) {
     task->done->setError(failure);
   } else {
-    c10::List<int64_t> reports;
-    report().appendTo(reports);
+    PassAnswer answer;
+    report().appendTo(answer.reports);
     {
       std::lock_guard<std::mutex> lock(task->reports_mu);
       for (int64_t v : task->reports) {
-        reports.push_back(v);
+        answer.reports.push_back(v);
       }
+      answer.carried = std::move(task->carried);
     }
-    task->done->markCompleted(reports);
+    task->done->markCompleted(answer.toIValue());
   }
 }
 

@@ -49,6 +49,12 @@ using FuturePtr = c10::intrusive_ptr<c10::ivalue::Future>;
 // PassReport): a worker that no message reached has declared nothing, and the
 // initiator asks it to join (DistEngine::backward).
 //
+// A message for the very worker whose message a task answers is not sent:
+// it travels in the answer (PassAnswer), and the answered task runs it in a
+// task of its own that it waits for, whose messages for that task's
+// requester travel the same way. The gradients of an RPC's arguments thus
+// ride back on the answer to the gradients of its result.
+//
 // Threading: tasks of one pass may run concurrently on different threads;
 // mu_ guards the dependency counts, input buffers and send states. A node
 // error fails the task and the pass: later tasks of the pass fail at once.
@@ -75,12 +81,13 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   FuturePtr runFromRoots(const std::vector<at::Tensor>& roots,
                          const torch::autograd::edge_list& root_edges);
 
-  // A peer's task: the gradients (or, if absent, the news that there are
-  // none) for the send node recorded as message_id. It starts on the calling
-  // thread (a reader thread, to save a thread hop) while the nodes it runs
-  // are builtin ones on small inputs, and moves to offload before anything
-  // else (a custom Function, a hook, large tensors) or after 200 us.
-  FuturePtr runFromSendNode(int64_t message_id, bool absent,
+  // The task of a message from peer src: the gradients (or, if absent, the
+  // news that there are none) for the send node recorded as message_id. It
+  // starts on the calling thread (a reader thread, to save a thread hop)
+  // while the nodes it runs are builtin ones on small inputs, and moves to
+  // offload before anything else (a custom Function, a hook, large tensors)
+  // or after 200 us. Completes with the encoded PassAnswer.
+  FuturePtr runFromSendNode(int src, int64_t message_id, bool absent,
                             torch::autograd::variable_list grads);
   // A peer's task that only joins the pass (declaring what it cannot reach).
   FuturePtr runJoin();
@@ -98,9 +105,17 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
 
   struct Ready;
 
-  // Starts a task; the first task of the pass on this worker also declares
-  // the receive nodes the pass cannot reach.
-  std::shared_ptr<Task> newTask();
+  // Starts a task whose messages for requester (-1: none) travel in its
+  // answer; the first task of the pass on this worker also declares the
+  // receive nodes the pass cannot reach.
+  std::shared_ptr<Task> newTask(int requester);
+  // Gives task the gradients (or the absent news) for the send node of
+  // message_id, and runs it (see runFromSendNode).
+  void startFromSendNode(const std::shared_ptr<Task>& task, int64_t message_id, bool absent,
+                         torch::autograd::variable_list grads);
+  // Runs a message that came in the answer to one of parent's messages, in
+  // a task parent waits for.
+  void runCarried(const std::shared_ptr<Task>& parent, PropagateGradients message);
   // Runs task's ready nodes. On a reader thread (deadline set), work that is
   // not cheap and bounded, or anything past deadline, is offloaded.
   void drain(const std::shared_ptr<Task>& task,
@@ -110,6 +125,12 @@ class BackwardPass : public std::enable_shared_from_this<BackwardPass> {
   void sendToPeer(const std::shared_ptr<Task>& task, RecvRpcBackward& node,
                   torch::autograd::variable_list grads);
   void send(const std::shared_ptr<Task>& task, int peer, PropagateGradients message);
+  // Takes in the answer to one of task's messages, or the result of a task
+  // of a message carried to it: the reports, and the carried messages (run
+  // here if run_carried, else passed on in task's own answer). Then counts
+  // it done.
+  void absorbAnswer(const std::shared_ptr<Task>& task, c10::ivalue::Future& answered,
+                    bool run_carried);
   // Adds outputs to the input buffers of node's next functions; those that
   // become ready join task's queue.
   void distribute(Task& task, torch::autograd::Node& node,

@@ -118,7 +118,7 @@ void settleUndecided(BackwardPass& pass, const c10::List<int64_t>& first_reports
         rpc::ThreadPool::WaitScope waiting;
         answer->waitAndThrow();
       }
-      absorb(answer->value().toIntList());
+      absorb(PassAnswer::fromIValue(answer->value()).reports);
     }
   }
 }
@@ -164,7 +164,8 @@ void DistEngine::backward(int64_t context_id, const std::vector<at::Tensor>& roo
     rpc::ThreadPool::WaitScope waiting;
     done->waitAndThrow();
   }
-  settleUndecided(*pass, done->value().toIntList(), timeout_seconds);
+  // The initiator's task answers nobody: it carries nothing.
+  settleUndecided(*pass, PassAnswer::fromIValue(done->value()).reports, timeout_seconds);
 }
 
 void DistEngine::install(rpc::Agent& agent) {
@@ -182,7 +183,7 @@ void DistEngine::install(rpc::Agent& agent) {
         if (message.kind == PropagateGradients::kJoin) {
           return pass->runJoin();
         }
-        return pass->runFromSendNode(message.message_id,
+        return pass->runFromSendNode(src, message.message_id,
                                      message.kind == PropagateGradients::kAbsent,
                                      std::move(message.grads));
       },

@@ -68,6 +68,42 @@ std::vector<PassReport> PassReport::parse(const c10::List<int64_t>& encoded) {
   return reports;
 }
 
+c10::IValue PassAnswer::toIValue() const {
+  if (carried.empty()) {
+    return reports;
+  }
+  std::vector<c10::IValue> messages;
+  messages.reserve(carried.size());
+  for (const auto& message : carried) {
+    messages.emplace_back(c10::ivalue::Tuple::create(message.toArgs()));
+  }
+  return c10::ivalue::Tuple::create({reports, c10::ivalue::Tuple::create(std::move(messages))});
+}
+
+PassAnswer PassAnswer::fromIValue(const c10::IValue& value) {
+  PassAnswer answer;
+  if (value.isIntList()) {
+    answer.reports = value.toIntList();
+    return answer;
+  }
+  if (!value.isTuple() || value.toTupleRef().size() != 2 ||
+      !value.toTupleRef().elements()[0].isIntList() ||
+      !value.toTupleRef().elements()[1].isTuple()) {
+    throw std::runtime_error("malformed answer to a gradient message");
+  }
+  const auto& fields = value.toTupleRef().elements();
+  answer.reports = fields[0].toIntList();
+  for (const auto& message : fields[1].toTupleRef().elements()) {
+    if (!message.isTuple()) {
+      throw std::runtime_error("malformed answer to a gradient message");
+    }
+    const auto& args = message.toTupleRef().elements();
+    answer.carried.push_back(
+        PropagateGradients::fromArgs(std::vector<c10::IValue>(args.begin(), args.end())));
+  }
+  return answer;
+}
+
 std::vector<c10::IValue> ReleaseContext::toArgs() const {
   return {context_id};
 }

@@ -56,6 +56,23 @@ struct PassReport {
   static std::vector<PassReport> parse(const c10::List<int64_t>& encoded);
 };
 
+// A worker's answer to a PropagateGradients message: the reports of every
+// worker its task reached, and the messages of the pass for the worker it
+// answers that the task produced. Those travel in the answer instead of as
+// messages of their own, each answered in turn: a backward pass that goes
+// out to a worker and comes back (the gradients of an RPC's arguments, on
+// the worker that sent them) takes one round trip per hop, not two. The
+// answered worker runs them before its own task completes.
+struct PassAnswer {
+  c10::List<int64_t> reports;  // PassReports, appended
+  std::vector<PropagateGradients> carried;
+
+  // The reports alone when nothing is carried.
+  c10::IValue toIValue() const;
+  // Throws std::runtime_error on a malformed answer.
+  static PassAnswer fromIValue(const c10::IValue& value);
+};
+
 // Tells a worker that a context is released; it releases its own copy and
 // tells the workers it sent messages to in that context.
 struct ReleaseContext {

@@ -132,7 +132,17 @@ struct TaskFuture {
     if (future->hasError()) {
       std::rethrow_exception(future->exception_ptr());
     }
-    return future->value().toIntList().vec();
+    return PassAnswer::fromIValue(future->value()).reports.vec();
+  }
+  // The messages for the task's requester that its answer carries, as
+  // (kind, message id, grads).
+  std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>> carried() const {
+    result();
+    std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>> carried;
+    for (const auto& message : PassAnswer::fromIValue(future->value()).carried) {
+      carried.emplace_back(static_cast<int64_t>(message.kind), message.message_id, message.grads);
+    }
+    return carried;
   }
 };
 
@@ -244,7 +254,8 @@ void initAutogradBindings(py::module& m) {
 
   py::class_<TaskFuture>(m, "TaskFuture")
       .def("done", &TaskFuture::done)
-      .def("result", &TaskFuture::result);
+      .def("result", &TaskFuture::result)
+      .def("carried", &TaskFuture::carried);
 
   py::class_<TestPass>(m, "BackwardPass")
       .def(py::init<std::shared_ptr<Context>, int64_t, bool, int, std::string,
@@ -260,11 +271,12 @@ void initAutogradBindings(py::module& m) {
            })
       .def(
           "run_from_send_node",
-          [](TestPass& p, int64_t message_id, bool absent, std::vector<at::Tensor> grads) {
-            return TaskFuture{p.pass()->runFromSendNode(message_id, absent, std::move(grads))};
+          [](TestPass& p, int64_t message_id, bool absent, std::vector<at::Tensor> grads, int src) {
+            return TaskFuture{
+                p.pass()->runFromSendNode(src, message_id, absent, std::move(grads))};
           },
           py::arg("message_id"), py::arg("absent") = false,
-          py::arg("grads") = std::vector<at::Tensor>())
+          py::arg("grads") = std::vector<at::Tensor>(), py::arg("src") = -1)
       .def("run_join", [](TestPass& p) { return TaskFuture{p.pass()->runJoin()}; })
       .def("report", [](TestPass& p) { return reportTuple(p.pass()->report()); })
       .def("pending_offloads",
@@ -288,13 +300,28 @@ void initAutogradBindings(py::module& m) {
              return sent;
            })
       // The peer's answer to message index: its task completed with these
-      // encoded reports.
+      // encoded reports, carrying messages for this worker given as (kind,
+      // message id, grads) of this pass.
       .def(
           "answer",
-          [](TestPass& p, size_t index, std::vector<int64_t> reports) {
-            p.answerFuture(index)->markCompleted(c10::List<int64_t>(std::move(reports)));
+          [](TestPass& p, size_t index, std::vector<int64_t> reports,
+             const std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>>& carried) {
+            PassAnswer answer;
+            answer.reports = c10::List<int64_t>(std::move(reports));
+            for (const auto& [kind, message_id, grads] : carried) {
+              PropagateGradients message;
+              message.kind = static_cast<PropagateGradients::Kind>(kind);
+              message.context_id = p.pass()->contextId();
+              message.pass_id = p.pass()->id();
+              message.message_id = message_id;
+              message.grads = grads;
+              answer.carried.push_back(std::move(message));
+            }
+            p.answerFuture(index)->markCompleted(answer.toIValue());
           },
-          py::arg("index"), py::arg("reports") = std::vector<int64_t>())
+          py::arg("index"), py::arg("reports") = std::vector<int64_t>(),
+          py::arg("carried") =
+              std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>>())
       // The peer's task failed: an error as the rpc layer carries it back.
       .def(
           "answer_error",

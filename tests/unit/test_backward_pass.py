@@ -267,6 +267,107 @@ def test_the_autodiff_node_of_a_scripted_function_runs_on_the_reader():
     pytest.fail("every pass through the autodiff node was offloaded to the pool")
 
 
+# Messages for the worker a task answers travel in its answer.
+
+def received_and_returned(context, requester=0):
+    """This worker (rank 1) received x from requester in message 5 and
+    returned 3 * x to it in message 11."""
+    x = torch.ones(2)
+    context.record_recv([x], peer=requester, message_id=5)
+    context.record_send([x * 3], peer=requester, message_id=11)
+
+
+def test_a_message_for_the_requester_travels_in_the_answer(context):
+    received_and_returned(context)
+    p = _unit.BackwardPass(context, PASS_ID, rank=1)
+    task = p.run_from_send_node(11, grads=[torch.full((2,), 2.0)], src=0)
+    assert p.sent() == []
+    assert task.done() and parsed(task) == {1: (1, [])}
+    [(kind, message_id, grads)] = task.carried()
+    assert (kind, message_id) == (_unit.GRADIENTS, 5)
+    torch.testing.assert_close(grads, [torch.full((2,), 6.0)])
+
+
+def test_a_message_for_another_worker_is_sent_and_awaited(context):
+    received_and_returned(context)
+    p = _unit.BackwardPass(context, PASS_ID, rank=1)
+    task = p.run_from_send_node(11, grads=[torch.full((2,), 2.0)], src=2)
+    [sent] = p.sent()
+    assert (sent["peer"], sent["message_id"]) == (0, 5)
+    assert not task.done()
+    p.answer(0)
+    assert task.done() and task.carried() == []
+
+
+def test_messages_carried_in_an_answer_run_before_the_task_completes(context):
+    # The initiator sent x in message 5 and received r = f(x) in message 12.
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    context.record_send([x], peer=1, message_id=5)
+    r = torch.ones(2)
+    context.record_recv([r], peer=1, message_id=12)
+    p = _unit.BackwardPass(context, PASS_ID, roots=[(r * 4).sum()])
+    task = p.run_from_roots()
+    assert not task.done() and grad_of(context, x) is None
+    p.answer(0, _unit.encode_reports([(1, 3, [])]),
+             carried=[(_unit.GRADIENTS, 5, [torch.full((2,), 7.0)])])
+    finish(p)
+    assert task.done() and task.carried() == []
+    torch.testing.assert_close(grad_of(context, x), torch.full((2,), 7.0))
+    # The carried message's task reported too (before the task's own, later
+    # report): nothing is left undecided.
+    reports = sorted(_unit.parse_reports(task.result()))
+    assert reports == [(0, 1, []), (0, 2, []), (1, 3, [])]
+    assert not context.has_send_node(5) and not p.running()
+
+
+def test_carried_messages_chain_back_to_the_requester(context):
+    # worker1 received x from worker0 (message 5), passed 2 * x on to
+    # worker2 (message 21), got z back (message 22) and returned z to
+    # worker0 (message 11): the chain's way back rides on the answers.
+    x = torch.ones(2)
+    context.record_recv([x], peer=0, message_id=5)
+    context.record_send([x * 2], peer=2, message_id=21)
+    z = torch.ones(2)
+    context.record_recv([z], peer=2, message_id=22)
+    context.record_send([z * 1], peer=0, message_id=11)
+    p = _unit.BackwardPass(context, PASS_ID, rank=1)
+    task = p.run_from_send_node(11, grads=[torch.full((2,), 3.0)], src=0)
+    [sent] = p.sent()
+    assert (sent["peer"], sent["message_id"]) == (2, 22)
+    p.answer(0, carried=[(_unit.GRADIENTS, 21, [torch.full((2,), 5.0)])])
+    finish(p)
+    assert task.done() and [s["peer"] for s in p.sent()] == [2]
+    [(kind, message_id, grads)] = task.carried()
+    assert (kind, message_id) == (_unit.GRADIENTS, 5)
+    torch.testing.assert_close(grads, [torch.full((2,), 10.0)])
+
+
+def test_absent_news_for_the_requester_travels_in_the_answer(context):
+    # Nothing the pass reaches uses x: its absence is declared to worker0,
+    # whose message the task answers.
+    x = torch.ones(2)
+    context.record_recv([x], peer=0, message_id=5)
+    context.record_send([torch.ones(2, requires_grad=True) * 3], peer=0, message_id=11)
+    p = _unit.BackwardPass(context, PASS_ID, rank=1)
+    task = p.run_from_send_node(11, grads=[torch.ones(2)], src=0)
+    assert p.sent() == []
+    assert [(kind, message_id) for kind, message_id, _ in task.carried()] == [(_unit.ABSENT, 5)]
+
+
+def test_an_error_of_a_carried_message_fails_the_task(context):
+    x = torch.ones(2, requires_grad=True)
+    context.record_send([Boom.apply(x)], peer=1, message_id=5)
+    r = torch.ones(2)
+    context.record_recv([r], peer=1, message_id=12)
+    p = _unit.BackwardPass(context, PASS_ID, worker="worker0", roots=[r.sum()])
+    task = p.run_from_roots()
+    p.answer(0, carried=[(_unit.GRADIENTS, 5, [torch.ones(2)])])
+    finish(p)
+    with pytest.raises(ValueError, match=r"boom in backward\n\(ValueError raised on worker 'worker0'\)"):
+        task.result()
+    assert grad_of(context, x) is None and not p.running()
+
+
 # Errors.
 
 def test_a_node_error_fails_the_task_and_the_pass(context):

@@ -32,22 +32,25 @@ at::Tensor ArenaChannel::emptyLendable(c10::IntArrayRef sizes, c10::ScalarType d
   if (!offset) {
     return {};
   }
-  auto deleter = [arena = own_arena_, region = *offset](void*) { arena->releaseLocal(region); };
-  return at::from_blob(own_arena_->base() + *offset, sizes, deleter,
-                       at::TensorOptions().dtype(dtype));
+  return viewOfLocalHold(*offset, sizes, dtype);
 }
 
-at::Tensor ArenaChannel::emptyLocalCopy(c10::IntArrayRef sizes, c10::ScalarType dtype) {
-  auto options = at::TensorOptions().dtype(dtype);
-  uint64_t nbytes = c10::multiply_integers(sizes) * c10::elementSize(dtype);
+at::Tensor ArenaChannel::emptyLocalCopy(uint64_t nbytes, c10::IntArrayRef sizes,
+                                        c10::ScalarType dtype) {
   // Fresh heap memory this large often comes straight from the kernel, a
   // page fault per 4 KiB on first write: for 16 MiB, more than the copy.
   auto offset = own_arena_->allocateLocal(nbytes);
   if (!offset) {
-    return at::empty(sizes, options);
+    return at::empty(sizes, at::TensorOptions().dtype(dtype));
   }
-  auto deleter = [arena = own_arena_, region = *offset](void*) { arena->releaseLocal(region); };
-  return at::from_blob(own_arena_->base() + *offset, sizes, deleter, options);
+  return viewOfLocalHold(*offset, sizes, dtype);
+}
+
+at::Tensor ArenaChannel::viewOfLocalHold(uint64_t region, c10::IntArrayRef sizes,
+                                         c10::ScalarType dtype) {
+  auto deleter = [arena = own_arena_, region](void*) { arena->releaseLocal(region); };
+  return at::from_blob(own_arena_->base() + region, sizes, deleter,
+                       at::TensorOptions().dtype(dtype));
 }
 
 std::vector<TensorPlacement> ArenaChannel::place(const std::vector<at::Tensor>& tensors) {
@@ -112,11 +115,11 @@ at::Tensor ArenaChannel::receive(TensorLocation location, uint64_t offset, uint6
     if (!region) {
       throw std::runtime_error("reference to shared memory the peer does not hold");
     }
-    at::Tensor copy = emptyLocalCopy(sizes, dtype);
-    if (copy.nbytes() != nbytes) {
+    if (c10::multiply_integers(sizes) * c10::elementSize(dtype) != nbytes) {
       own_arena_->releaseLocal(*region);
       throw std::runtime_error("shared memory reference does not match its tensor's size");
     }
+    at::Tensor copy = emptyLocalCopy(nbytes, sizes, dtype);
     std::memcpy(copy.data_ptr(), own_arena_->base() + offset, nbytes);
     own_arena_->releaseLocal(*region);
     return copy;

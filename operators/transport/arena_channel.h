@@ -57,9 +57,13 @@ class ArenaChannel {
                      c10::IntArrayRef sizes, c10::ScalarType dtype);
 
  private:
-  // An empty tensor to copy a region coming back into: in a region of our
-  // arena if one is free for it (allocateLocal), else on the heap.
-  at::Tensor emptyLocalCopy(c10::IntArrayRef sizes, c10::ScalarType dtype);
+  // An empty tensor of nbytes (its sizes and dtype) to copy a region coming
+  // back into: in a region of our arena if one is free for it
+  // (allocateLocal), else on the heap.
+  at::Tensor emptyLocalCopy(uint64_t nbytes, c10::IntArrayRef sizes, c10::ScalarType dtype);
+  // A tensor over a region of our arena held locally (allocateLendable,
+  // allocateLocal), whose hold it gives back when freed.
+  at::Tensor viewOfLocalHold(uint64_t region, c10::IntArrayRef sizes, c10::ScalarType dtype);
 
   std::shared_ptr<LocalArena> own_arena_;
   int peer_rank_ = -1;

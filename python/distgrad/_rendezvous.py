@@ -322,10 +322,12 @@ class Rendezvous:
         interval = 0.002
         arrived = set()
         while True:
+            # Who is gone is read before who is missing: a worker that
+            # arrived, passed the barrier and shut down is then seen arrived.
+            lost = dict(lost_workers() if lost_workers else [])
             missing = self._missing(label, arrived)
             if not missing:
                 return
-            lost = dict(lost_workers() if lost_workers else [])
             for rank in missing:
                 if rank in lost:
                     raise DistNetworkError(f"{failure}: {lost[rank]}")

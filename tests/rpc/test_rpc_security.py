@@ -77,6 +77,18 @@ def test_forged_barrier_arrivals_do_not_complete_a_barrier(job):
         rendezvous.barrier("probe", 0.3)
 
 
+def test_a_worker_that_passed_a_barrier_and_left_is_not_missing(job):
+    rendezvous = job_rendezvous()
+
+    def worker1_arrives_and_leaves():
+        # By the time this worker learns worker1 is gone, worker1 had
+        # reached the barrier (signed, as a worker of the job does).
+        rendezvous._set_signed("barrier/left/1", b"")
+        return [(1, "worker 'worker1' (rank 1) has shut down")]
+
+    rendezvous.barrier("left", 5, worker1_arrives_and_leaves)
+
+
 def test_forged_address_is_ignored(tmp_path):
     rendezvous = Rendezvous(InitMethod(path=str(tmp_path / "store")), 0, 1, timeout=0.5)
     rendezvous.join_key()

@@ -171,10 +171,16 @@ FuturePtr BackwardPass::runFromSendNode(int src, int64_t message_id, bool absent
 }
 
 void BackwardPass::runCarried(const std::shared_ptr<Task>& parent, PropagateGradients message) {
-  if (message.context_id != context_id_ || message.pass_id != id_ ||
-      message.kind == PropagateGradients::kJoin) {
-    throw DistError("the answer to a gradient message of context " + std::to_string(context_id_) +
-                    " carried a message of another pass");
+  auto answer = [this] {
+    return "the answer to a gradient message of context " + std::to_string(context_id_);
+  };
+  if (message.context_id != context_id_ || message.pass_id != id_) {
+    throw DistError(answer() + " carried a message of pass " + std::to_string(message.pass_id) +
+                    " of context " + std::to_string(message.context_id) + " (this pass is " +
+                    std::to_string(id_) + ")");
+  }
+  if (message.kind == PropagateGradients::kJoin) {
+    throw DistError(answer() + " carried a join message, which only the pass's initiator sends");
   }
   ++parent->outstanding;
   // Its messages for parent's requester go in parent's answer.

@@ -301,18 +301,19 @@ void initAutogradBindings(py::module& m) {
            })
       // The peer's answer to message index: its task completed with these
       // encoded reports, carrying messages for this worker given as (kind,
-      // message id, grads) of this pass.
+      // message id, grads) of this pass (of pass carried_pass_id if given).
       .def(
           "answer",
           [](TestPass& p, size_t index, std::vector<int64_t> reports,
-             const std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>>& carried) {
+             const std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>>& carried,
+             std::optional<int64_t> carried_pass_id) {
             PassAnswer answer;
             answer.reports = c10::List<int64_t>(std::move(reports));
             for (const auto& [kind, message_id, grads] : carried) {
               PropagateGradients message;
               message.kind = static_cast<PropagateGradients::Kind>(kind);
               message.context_id = p.pass()->contextId();
-              message.pass_id = p.pass()->id();
+              message.pass_id = carried_pass_id.value_or(p.pass()->id());
               message.message_id = message_id;
               message.grads = grads;
               answer.carried.push_back(std::move(message));
@@ -321,7 +322,8 @@ void initAutogradBindings(py::module& m) {
           },
           py::arg("index"), py::arg("reports") = std::vector<int64_t>(),
           py::arg("carried") =
-              std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>>())
+              std::vector<std::tuple<int64_t, int64_t, std::vector<at::Tensor>>>(),
+          py::arg("carried_pass_id") = std::nullopt)
       // The peer's task failed: an error as the rpc layer carries it back.
       .def(
           "answer_error",

@@ -368,6 +368,38 @@ def test_an_error_of_a_carried_message_fails_the_task(context):
     assert grad_of(context, x) is None and not p.running()
 
 
+def carried_to_the_initiator(context):
+    """The initiator (worker0) sent x in message 5 and received r in message
+    12: a pass from r, whose message to worker1 is answered."""
+    x = torch.ones(2, requires_grad=True)
+    context.record_send([x * 1], peer=1, message_id=5)
+    r = torch.ones(2)
+    context.record_recv([r], peer=1, message_id=12)
+    p = _unit.BackwardPass(context, PASS_ID, worker="worker0", roots=[r.sum()])
+    return p, p.run_from_roots(), x
+
+
+def test_a_carried_message_of_another_pass_fails_the_task(context):
+    p, task, x = carried_to_the_initiator(context)
+    p.answer(0, carried=[(_unit.GRADIENTS, 5, [torch.ones(2)])], carried_pass_id=PASS_ID + 1)
+    finish(p)
+    with pytest.raises(DistError, match=rf"the answer to a gradient message of context {CONTEXT_ID} carried "
+                                           rf"a message of pass {PASS_ID + 1} of context {CONTEXT_ID} "
+                                           rf"\(this pass is {PASS_ID}\)"):
+        task.result()
+    assert grad_of(context, x) is None and not p.running()
+
+
+def test_a_carried_join_message_fails_the_task(context):
+    p, task, x = carried_to_the_initiator(context)
+    p.answer(0, carried=[(_unit.JOIN, 5, [])])
+    finish(p)
+    with pytest.raises(DistError, match=rf"context {CONTEXT_ID} carried a join message, which only "
+                                           r"the pass's initiator sends"):
+        task.result()
+    assert grad_of(context, x) is None and not p.running()
+
+
 # Errors.
 
 def test_a_node_error_fails_the_task_and_the_pass(context):

@@ -1,5 +1,7 @@
 #include "python/call_invoke.h"
 
+#include "python/call_completion.h"
+
 #include "python/gil.h"
 #include "python/interrupt.h"
 #include "python/python_values.h"
@@ -40,36 +42,39 @@ py::object invoke(int dst, Request request, double timeout, const py::object& py
       delete o;
     });
   }
-  result->addCallback([agent, target, decoder](c10::ivalue::Future& done) {
-    FuturePtr source = c10::intrusive_ptr<c10::ivalue::Future>::reclaim_copy(&done);
-    // User callbacks run in the completion: not on the runtime's pool.
-    agent->callbacks().run([target, decoder, source] {
-      if (source->hasError()) {
-        target->setErrorIfNeeded(source->exception_ptr());
-        return;
-      }
-      if (!decoder) {
-        target->markCompleted(source->value());
-        return;
-      }
-      c10::IValue value;
-      try {
-        RuntimeGil gil;
-        py::object decoded = (*decoder)(torch::jit::toPyObject(source->value()));
-        value = torch::jit::toIValue(decoded, c10::PyObjectType::get());
-      } catch (py::error_already_set& e) {
-        std::string message;
-        {
-          RuntimeGil gil;
-          message = e.what();
-          e.restore();
-          PyErr_Clear();
+  // User callbacks run in the completion: not on the runtime's pool (nor on
+  // a reader: see CallCompletion).
+  auto completion = std::make_shared<CallCompletion>(
+      agent, result, [target, decoder](const FuturePtr& source) {
+        if (source->hasError()) {
+          target->setErrorIfNeeded(source->exception_ptr());
+          return;
         }
-        target->setErrorIfNeeded(std::make_exception_ptr(std::runtime_error(message)));
-        return;
-      }
-      target->markCompleted(std::move(value));
-    });
+        if (!decoder) {
+          target->markCompleted(source->value());
+          return;
+        }
+        c10::IValue value;
+        try {
+          RuntimeGil gil;
+          py::object decoded = (*decoder)(torch::jit::toPyObject(source->value()));
+          value = torch::jit::toIValue(decoded, c10::PyObjectType::get());
+        } catch (py::error_already_set& e) {
+          std::string message;
+          {
+            RuntimeGil gil;
+            message = e.what();
+            e.restore();
+            PyErr_Clear();
+          }
+          target->setErrorIfNeeded(std::make_exception_ptr(std::runtime_error(message)));
+          return;
+        }
+        target->markCompleted(std::move(value));
+      });
+  CallCompletion::attach(py_future, completion);
+  result->addCallback([agent, completion](c10::ivalue::Future& done) {
+    completion->onReply(*agent, FuturePtr::reclaim_copy(&done));
   });
   return py_future;
 }

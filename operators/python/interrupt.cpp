@@ -1,6 +1,7 @@
 #include "python/interrupt.h"
 #include "common/waker_pull.h"
 #include "python/bindings.h"
+#include "python/call_completion.h"
 #include "python/python_values.h"
 #include "rpc/thread_pool.h"
 
@@ -113,10 +114,16 @@ void initInterruptBindings(py::module& m) {
       "_wait_future",
       [](const py::handle& py_future) {
         auto future = futureOf(py_future);
+        auto call = CallCompletion::of(py_future);
         py::gil_scoped_release no_gil;
+        if (call) {
+          call->completeHere();
+        }
         waitInterruptibly(future);
       },
-      "Returns once the torch.futures.Future has completed; Ctrl-C interrupts the wait.");
+      "Returns once the torch.futures.Future has completed; Ctrl-C interrupts the wait. The "
+      "future of an rpc_async call is completed here if its reply comes while this thread "
+      "reads the call's connection.");
   // A context manager: `with _C._quiet_torch_logs():`.
   py::class_<QuietScope>(m, "_quiet_torch_logs")
       .def(py::init<>())

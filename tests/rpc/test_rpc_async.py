@@ -1,5 +1,6 @@
 """rpc_async: the torch.futures.Future it returns, for every kind of func."""
 
+import threading
 import time
 
 import pytest
@@ -114,3 +115,47 @@ def test_then_callbacks_that_wait_on_other_calls_do_not_starve_the_runtime(clust
     results = torch.futures.wait_all(futures)
     assert all(torch.equal(r, torch.full((2,), 3.0)) for r in results)
     assert_same(rpc.rpc_sync("worker1", torch.add, (t, t)), t + t)
+
+
+def _os_thread_name():
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        return f.read().strip()
+
+
+def test_a_reply_that_comes_while_wait_reads_completes_the_future_on_the_waiting_thread(cluster):
+    # wait() reads the call's connection itself: a reply that comes while it
+    # does completes the future, callbacks included, on the waiting thread (no
+    # callback thread woken, then the waiter); one that came before is
+    # completed on the callback pool. A builtin reply takes tens of
+    # microseconds: some of 200 calls must take the first path, and no
+    # callback may run on a runtime thread (a reader or the pool).
+    main = threading.get_native_id()
+    ran_on = []
+    chained = []
+    for _ in range(200):
+        future = rpc.rpc_async("worker1", torch.add, (A, B))
+        chained.append(future.then(lambda f: ran_on.append(
+            "waiter" if threading.get_native_id() == main else _os_thread_name())))
+        assert_same(future.wait(), A + B)
+    torch.futures.wait_all(chained)
+    assert len(ran_on) == 200
+    assert "waiter" in ran_on
+    assert set(ran_on) <= {"waiter", "distgrad-cb"}
+
+
+def test_an_error_read_by_wait_fails_the_future(cluster):
+    for _ in range(20):
+        future = rpc.rpc_async("worker1", torch.add, (A, torch.ones(3)))
+        with pytest.raises(RuntimeError, match="must match the size"):
+            future.wait()
+        assert future.done()
+
+
+def test_two_threads_waiting_for_one_future_both_get_its_value(cluster):
+    future = rpc.rpc_async("worker1", remote_fns.sleep_and_return, (0.2, "value"))
+    results = []
+    other = threading.Thread(target=lambda: results.append(future.wait()))
+    other.start()
+    results.append(future.wait())
+    other.join(timeout=30)
+    assert results == ["value", "value"]

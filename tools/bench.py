@@ -171,6 +171,12 @@ def add_python(api, iters):
     return time_calls(lambda: api.rpc_sync(api.workers[1], bench_fns.py_add, args=(t, t)), iters)
 
 
+@measurement("add_python_async", "rpc_async Python py_add, 3x3 float, then wait()")
+def add_python_async(api, iters):
+    t = torch.ones(SMALL)
+    return time_calls(lambda: api.rpc_async(api.workers[1], bench_fns.py_add, args=(t, t)).wait(), iters)
+
+
 # 16 MiB rows: far fewer iterations (each is a few ms to tens of ms), same
 # payload both ways, so the throughput counts 2 x 16 MiB per round trip.
 @measurement("bulk_python", "16 MiB round trip, Python identity", iters_scale=1 / 20,

@@ -34,6 +34,7 @@ void CallCompletion::onReply(rpc::Agent& agent, const rpc::FuturePtr& reply) {
 }
 
 void CallCompletion::completeHere() {
+  TORCH_INTERNAL_ASSERT(!PyGILState_Check(), "completeHere() is called without the GIL");
   int state = kPending;
   if (!state_.compare_exchange_strong(state, kClaimed)) {
     return;  // completed on the pool, or another thread waits too
@@ -54,6 +55,7 @@ void CallCompletion::completeHere() {
 }
 
 std::shared_ptr<CallCompletion> CallCompletion::of(const py::handle& py_future) {
+  TORCH_INTERNAL_ASSERT(PyGILState_Check(), "CallCompletion::of() is called with the GIL");
   if (!py::hasattr(py_future, kAttribute)) {
     return nullptr;
   }
@@ -62,6 +64,7 @@ std::shared_ptr<CallCompletion> CallCompletion::of(const py::handle& py_future) 
 }
 
 void CallCompletion::attach(const py::handle& py_future, std::shared_ptr<CallCompletion> completion) {
+  TORCH_INTERNAL_ASSERT(PyGILState_Check(), "CallCompletion::attach() is called with the GIL");
   auto* kept = new std::shared_ptr<CallCompletion>(std::move(completion));
   py_future.attr(kAttribute) = py::capsule(kept, [](void* p) {
     delete static_cast<std::shared_ptr<CallCompletion>*>(p);

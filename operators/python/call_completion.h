@@ -40,6 +40,9 @@ class CallCompletion {
   static void attach(const pybind11::handle& py_future, std::shared_ptr<CallCompletion> completion);
 
  private:
+  // The reply moves kPending to kPosted, or kClaimed to kReplyForWaiter;
+  // the waiter moves kPending to kClaimed, and back only from kClaimed. So
+  // exactly one of them completes the future, whichever order they come in.
   enum State : int {
     kPending,         // no reply, no waiter
     kClaimed,         // a waiter reads the connection; a reply is left to it

@@ -16,16 +16,18 @@ CallCompletion::CallCompletion(const std::shared_ptr<rpc::Agent>& agent, const r
     : agent_(agent), reply_(reply), complete_(std::move(complete)) {}
 
 void CallCompletion::onReply(rpc::Agent& agent, const rpc::FuturePtr& reply) {
-  arrived_ = reply;
   int state = state_.load();
   while (true) {
     if (state == kPending && state_.compare_exchange_weak(state, kPosted)) {
-      arrived_.reset();
+      arrived_.reset();  // set only if a waiter gave the completion back meanwhile
       agent.callbacks().run([reply, complete = complete_] { complete(reply); });
       return;
     }
-    if (state == kClaimed && state_.compare_exchange_weak(state, kReplyForWaiter)) {
-      return;
+    if (state == kClaimed) {
+      arrived_ = reply;  // for the waiter, which reads it once it sees kReplyForWaiter
+      if (state_.compare_exchange_weak(state, kReplyForWaiter)) {
+        return;
+      }
     }
     // A failed exchange reloaded state (a waiter claimed or gave back). A
     // reply completes once: the other states come after this call.
@@ -56,11 +58,11 @@ void CallCompletion::completeHere() {
 
 std::shared_ptr<CallCompletion> CallCompletion::of(const py::handle& py_future) {
   TORCH_INTERNAL_ASSERT(PyGILState_Check(), "CallCompletion::of() is called with the GIL");
-  if (!py::hasattr(py_future, kAttribute)) {
+  py::object kept = py::getattr(py_future, kAttribute, py::none());
+  if (kept.is_none()) {
     return nullptr;
   }
-  py::capsule capsule = py_future.attr(kAttribute);
-  return *static_cast<std::shared_ptr<CallCompletion>*>(capsule.get_pointer());
+  return *static_cast<std::shared_ptr<CallCompletion>*>(kept.cast<py::capsule>().get_pointer());
 }
 
 void CallCompletion::attach(const py::handle& py_future, std::shared_ptr<CallCompletion> completion) {
